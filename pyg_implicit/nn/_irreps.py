@@ -1,0 +1,88 @@
+"""Small helpers shared by the layers: argument checking and the e3nn fast path."""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple, Union
+
+import torch
+from e3nn import o3
+
+from ..groups import Group
+
+IrrepsLike = Union[str, o3.Irreps]
+
+
+def as_irreps(value: Optional[IrrepsLike], name: str, allow_none: bool = False) -> Optional[o3.Irreps]:
+    """Parse ``value`` as e3nn ``Irreps``; the error names the argument."""
+    if value is None:
+        if allow_none:
+            return None
+        raise TypeError(f"{name}: expected irreps (e.g. '16x0e+8x1o'), got None")
+    try:
+        irreps = o3.Irreps(value)
+    except (ValueError, AssertionError, TypeError) as err:
+        raise ValueError(f"{name}: cannot parse {value!r} as irreps ({err})") from None
+    if allow_none and irreps.dim == 0:
+        return None
+    return irreps
+
+
+def e3nn_irreps(irreps: o3.Irreps, group: Group) -> o3.Irreps:
+    """The irreps to hand to e3nn's layers for a group containing SO(3).
+
+    e3nn connects irreps of equal ``(l, p)``. Under SO(3) alone the parity is invisible
+    (``1o`` and ``1e`` are the same representation), so every parity is relabelled even and e3nn
+    then builds the full SO(3)-equivariant space. The layout (order, dimensions) is unchanged.
+    """
+    if group.has_improper:
+        return irreps
+    return o3.Irreps([(mul, (ir.l, 1)) for mul, ir in irreps])
+
+
+class Field(NamedTuple):
+    """One block ``mul x ir`` of an irreps layout, in plain ints (what ``forward`` reads)."""
+
+    start: int
+    stop: int
+    mul: int
+    dim: int  # 2l + 1
+    scalar: bool  # the irrep is 0e
+
+
+def fields(irreps: o3.Irreps) -> Tuple[Field, ...]:
+    """The layout of ``irreps`` as :class:`Field` tuples.
+
+    Modules compute this once: ``forward`` then never inspects e3nn ``Irreps`` objects, which
+    keeps it cheap and traceable by ``torch.compile``.
+    """
+    return tuple(
+        Field(sl.start, sl.stop, mul, ir.dim, ir == o3.Irrep("0e")) for (mul, ir), sl in zip(irreps, irreps.slices())
+    )
+
+
+def check_features(x: torch.Tensor, dim: int, name: str, irreps: object = None) -> None:
+    """Raise a clear error if ``x`` is not a ``[..., dim]`` floating tensor (``irreps`` names the type)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+    if x.dim() < 1 or x.shape[-1] != dim:
+        raise ValueError(f"{name}: expected last dimension {dim} for irreps {irreps}, got shape {tuple(x.shape)}")
+
+
+def invariant_features(x: torch.Tensor, layout: Tuple[Field, ...], eps: float = 1e-8) -> torch.Tensor:
+    r"""O(3)-invariant features of ``x``: its ``0e`` channels and the norms of all other fields.
+
+    Invariant under :math:`O(3)` and therefore under every subgroup. The norm is the smooth
+    :math:`\sqrt{|x|^2 + \epsilon^2} - \epsilon`, so gradients stay finite at :math:`x = 0`
+    (zero-length edges). ``layout`` is :func:`fields` of the irreps of ``x``.
+    Returns ``[..., num_irreps]``, in the order of the fields.
+    """
+    out = []
+    for f in layout:
+        block = x[..., f.start : f.stop]
+        if f.scalar:
+            out.append(block)
+        else:
+            sq = block.reshape(*x.shape[:-1], f.mul, f.dim).pow(2).sum(-1)
+            out.append((sq + eps**2).sqrt() - eps)
+    return torch.cat(out, dim=-1) if out else x.new_zeros(*x.shape[:-1], 0)

@@ -1,0 +1,233 @@
+r"""Steerable point convolutions as PyG ``MessagePassing`` layers."""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+from e3nn import o3
+from torch import Tensor
+from torch_geometric.nn import MessagePassing
+
+from ..groups import Group
+from ._irreps import IrrepsLike, check_features
+from .kernel import ImplicitKernel, StandardKernel, SteerableKernel
+
+PairTensor = Tuple[Tensor, Tensor]
+PairOptTensor = Tuple[Optional[Tensor], Optional[Tensor]]
+
+
+class SteerableConv(MessagePassing):
+    r"""A steerable point convolution with a given kernel.
+
+    .. math::
+        f'_i = \bigoplus_{j \in \mathcal{N}(i)} K(x_j - x_i,\; e_{ij}, a_i, a_j)\, f_j
+
+    with :math:`\bigoplus` the aggregation (sum by default) and :math:`K` a
+    :class:`~pyg_implicit.nn.SteerableKernel`. If :math:`K` satisfies
+    :math:`K(g x, \rho_z(g) z) = \rho_{out}(g) K(x, z) \rho_{in}(g)^{-1}`, the layer is equivariant
+    to :math:`G` and to translations. :class:`ImplicitConv` and :class:`StandardConv` are this layer
+    with the two kernels of the package.
+
+    Args:
+        kernel (SteerableKernel): The kernel.
+        **kwargs (optional): Additional arguments of :class:`torch_geometric.nn.conv.MessagePassing`
+            (``aggr="add"`` by default, ``flow``, ...).
+
+    Shapes:
+        - **input:** node features :math:`(|\mathcal{V}|, d_{in})` or
+          :math:`((|\mathcal{V_s}|, d_{in}), (|\mathcal{V_t}|, *))` if bipartite,
+          positions :math:`(|\mathcal{V}|, 3)` or :math:`((|\mathcal{V_s}|, 3), (|\mathcal{V_t}|, 3))`,
+          edge indices :math:`(2, |\mathcal{E}|)`, edge attributes :math:`(|\mathcal{E}|, d_e)`,
+          node attributes :math:`(|\mathcal{V}|, d_a)` or a pair
+        - **output:** node features :math:`(|\mathcal{V}_t|, d_{out})`
+    """
+
+    def __init__(self, kernel: SteerableKernel, **kwargs) -> None:
+        kwargs.setdefault("aggr", "add")
+        super().__init__(**kwargs)
+        self.kernel = kernel
+        self.irreps_in: o3.Irreps = kernel.irreps_in
+        self.irreps_out: o3.Irreps = kernel.irreps_out
+        self.group: Group = kernel.group
+        self._dim_in = self.irreps_in.dim
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self.kernel.reset_parameters()
+
+    def forward(
+        self,
+        x: Union[Tensor, PairOptTensor],
+        pos: Union[Tensor, PairTensor],
+        edge_index: Tensor,
+        edge_attr: Optional[Tensor] = None,
+        node_attr: Optional[Union[Tensor, PairTensor]] = None,
+    ) -> Tensor:
+        x = _pair(x)
+        pos = _pair(pos)
+        node_attr = _pair(node_attr)
+        src = 0 if self.flow == "source_to_target" else 1  # which side of the pairs edge_index[src] gathers
+        check_features(x[src], self._dim_in, "x", self.irreps_in)
+        for p in pos:
+            if not isinstance(p, Tensor) or p.dim() != 2 or p.shape[1] != 3:
+                raise ValueError(f"pos: expected shape (num_nodes, 3), got {getattr(p, 'shape', type(p))}")
+            if not torch.isfinite(p).all():
+                raise ValueError("pos: contains NaN or inf")
+        size = (pos[0].shape[0], pos[1].shape[0])
+        if size[0] == 0 or size[1] == 0:
+            raise ValueError(f"pos: empty graph (source, target node counts {size})")
+        if x[src].shape[0] != size[src]:
+            raise ValueError(f"x: expected {size[src]} rows (one per source node), got {x[src].shape[0]}")
+        _check_edge_index(edge_index, size)
+        if edge_attr is not None and edge_attr.shape[0] != edge_index.shape[1]:
+            raise ValueError(f"edge_attr: expected {edge_index.shape[1]} rows (one per edge), got {edge_attr.shape[0]}")
+        for a, n in zip(node_attr, size):
+            if a is not None and a.shape[0] != n:
+                raise ValueError(f"node_attr: expected {n} rows (one per node), got {a.shape[0]}")
+        if (node_attr[0] is None) != (node_attr[1] is None):
+            raise ValueError("node_attr: give it for both source and target nodes")
+        if node_attr[0] is None:
+            node_attr = None
+        # propagate_type: (x: PairOptTensor, pos: PairTensor, edge_attr: OptTensor, node_attr: PairOptTensor)
+        return self.propagate(edge_index, x=x, pos=pos, edge_attr=edge_attr, node_attr=node_attr, size=size)
+
+    def message(
+        self,
+        x_j: Tensor,
+        pos_i: Tensor,
+        pos_j: Tensor,
+        edge_attr: Optional[Tensor],
+        node_attr_i: Optional[Tensor],
+        node_attr_j: Optional[Tensor],
+    ) -> Tensor:
+        return self.kernel(x_j, pos_j - pos_i, edge_attr, node_attr_i, node_attr_j)  # [E, d_out]
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out}, group={self.group.name}, "
+            f"kernel={self.kernel.__class__.__name__}({self.kernel.extra_repr()}), aggr={self.aggr})"
+        )
+
+
+class ImplicitConv(SteerableConv):
+    r"""Steerable point convolution with an implicit kernel (Zhdanov, Hoffmann & Cesa, NeurIPS 2023).
+
+    .. math::
+        f'_i = \sum_{j \in \mathcal{N}(i)} K(x_j - x_i, e_{ij}, a_i, a_j)\, f_j, \qquad
+        \mathrm{vec}\, K = e^{-|x|^2/\sigma^2}\, \mathrm{MLP}_G\big(\mathrm{BN}(P^{\le L}(x)) \oplus e_{ij} \oplus a_i \oplus a_j\big)
+
+    :math:`G`-equivariant for any closed subgroup :math:`G \le O(3)`; see :class:`ImplicitKernel`.
+    The message is computed as :math:`B(f_j, h_{ij})` without forming :math:`K`.
+
+    Args:
+        in_irreps (str or Irreps): Irreps of the input features, e.g. ``"16x0e+16x1o"``.
+        out_irreps (str or Irreps): Irreps of the output features.
+        group (str or Group): The symmetry group, a name of :func:`~pyg_implicit.groups.get_group`
+            or a :class:`~pyg_implicit.groups.Group`. (default: ``"o3"``)
+        edge_attr_irreps (str or Irreps, optional): Irreps of edge attributes fed to the kernel.
+        node_attr_irreps (str or Irreps, optional): Irreps of node attributes fed to the kernel
+            for both endpoints.
+        lmax (int): Highest order of the harmonic polynomials. (default: :obj:`2`)
+        hidden_irreps (str or Irreps): Hidden irreps of the kernel MLP. (default: ``"8x0e+8x1o+8x2e"``)
+        mlp_layers (int): Linear layers of the kernel MLP, output layer included. (default: :obj:`2`)
+        activation (str): ``"gate"`` or ``"quotient_elu"``. (default: ``"gate"``)
+        batch_norm (bool): Batch-normalise the harmonic polynomials. (default: :obj:`True`)
+        sigma (float): Initial width of the Gaussian shell. (default: :obj:`1.0`)
+        **kwargs (optional): Additional arguments of :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes: see :class:`SteerableConv`.
+
+    Example::
+
+        conv = ImplicitConv("8x0e+4x1o", "8x0e+4x1o", group="so2", edge_attr_irreps="1x0e")
+        out = conv(x, pos, edge_index, edge_attr=bond_length)
+    """
+
+    def __init__(
+        self,
+        in_irreps: IrrepsLike,
+        out_irreps: IrrepsLike,
+        group: Union[str, Group] = "o3",
+        edge_attr_irreps: Optional[IrrepsLike] = None,
+        node_attr_irreps: Optional[IrrepsLike] = None,
+        lmax: int = 2,
+        hidden_irreps: IrrepsLike = "8x0e+8x1o+8x2e",
+        mlp_layers: int = 2,
+        activation: str = "gate",
+        batch_norm: bool = True,
+        sigma: float = 1.0,
+        **kwargs,
+    ) -> None:
+        kernel = ImplicitKernel(
+            in_irreps, out_irreps, group, lmax=lmax, hidden_irreps=hidden_irreps, mlp_layers=mlp_layers,
+            edge_attr_irreps=edge_attr_irreps, node_attr_irreps=node_attr_irreps, activation=activation,
+            batch_norm=batch_norm, sigma=sigma,
+        )  # fmt: skip
+        super().__init__(kernel, **kwargs)
+
+
+class StandardConv(SteerableConv):
+    r"""Steerable point convolution with the standard kernel: spherical harmonics times a radial MLP.
+
+    .. math::
+        f'_i = \sum_{j \in \mathcal{N}(i)} B\big(f_j,\; R(|x_{ij}|, s(z_{ij})) \otimes Y(x_{ij}/|x_{ij}|)\big)
+
+    The baseline the paper compares against (tensor field networks for :math:`O(3)`, restricted to
+    :math:`G` otherwise); same signature as :class:`ImplicitConv`, see :class:`StandardKernel`.
+
+    Args:
+        in_irreps (str or Irreps): Irreps of the input features.
+        out_irreps (str or Irreps): Irreps of the output features.
+        group (str or Group): The symmetry group. (default: ``"o3"``)
+        edge_attr_irreps (str or Irreps, optional): Irreps of edge attributes; their invariants
+            enter the radial MLP.
+        node_attr_irreps (str or Irreps, optional): Irreps of node attributes (both endpoints).
+        lmax (int): Highest order of the spherical harmonics. (default: :obj:`2`)
+        radial_features (int): Number of radial functions per harmonic. (default: :obj:`8`)
+        radial_hidden (int): Width of the radial MLP. (default: :obj:`32`)
+        num_basis (int): Size of the Gaussian embedding of the distance. (default: :obj:`10`)
+        max_radius (float): Range of that embedding. (default: :obj:`2.0`)
+        **kwargs (optional): Additional arguments of :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes: see :class:`SteerableConv`.
+    """
+
+    def __init__(
+        self,
+        in_irreps: IrrepsLike,
+        out_irreps: IrrepsLike,
+        group: Union[str, Group] = "o3",
+        edge_attr_irreps: Optional[IrrepsLike] = None,
+        node_attr_irreps: Optional[IrrepsLike] = None,
+        lmax: int = 2,
+        radial_features: int = 8,
+        radial_hidden: int = 32,
+        num_basis: int = 10,
+        max_radius: float = 2.0,
+        **kwargs,
+    ) -> None:
+        kernel = StandardKernel(
+            in_irreps, out_irreps, group, lmax=lmax, radial_features=radial_features, radial_hidden=radial_hidden,
+            num_basis=num_basis, max_radius=max_radius, edge_attr_irreps=edge_attr_irreps,
+            node_attr_irreps=node_attr_irreps,
+        )  # fmt: skip
+        super().__init__(kernel, **kwargs)
+
+
+def _pair(value):
+    return value if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _check_edge_index(edge_index: Tensor, size: Tuple[int, int]) -> None:
+    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise ValueError(f"edge_index: expected shape (2, num_edges), got {getattr(edge_index, 'shape', type(edge_index))}")
+    if edge_index.dtype != torch.long:
+        raise TypeError(f"edge_index: expected dtype torch.long, got {edge_index.dtype}")
+    if edge_index.numel():
+        if edge_index.min() < 0:
+            raise ValueError("edge_index: contains negative indices")
+        if edge_index[0].max() >= size[0] or edge_index[1].max() >= size[1]:
+            raise ValueError(
+                f"edge_index: index out of range for {size[0]} source / {size[1]} target nodes "
+                f"(max {int(edge_index[0].max())}, {int(edge_index[1].max())})"
+            )

@@ -1,0 +1,121 @@
+r"""The :math:`G`-equivariant linear layer between fields of restricted irreps."""
+from __future__ import annotations
+
+import math
+from typing import Union
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from ..groups import Group, get_group
+from ._irreps import IrrepsLike, as_irreps, check_features, e3nn_irreps, fields
+
+
+class EquivariantLinear(nn.Module):
+    r"""Linear map :math:`y = W x + b` with :math:`W \rho_{in}(g) = \rho_{out}(g) W` for all :math:`g \in G`.
+
+    For every pair of input and output irreps the admissible maps are spanned by
+    ``group.linear_basis(ir_in, ir_out)``; :math:`W` is a learned combination of them, assembled
+    once per forward pass. The bias lives in the :math:`G`-invariant subspace of each output irrep
+    (only ``0e`` for :math:`O(3)`; e.g. the :math:`z` component of ``1o`` for :math:`SO(2)`). For
+    groups containing :math:`SO(3)` this is ``e3nn.o3.Linear``.
+
+    Initialisation: weights :math:`\mathcal{N}(0, 1)`, basis scaled so that every output component
+    has unit variance for unit-variance inputs (e3nn's ``component`` normalisation), bias zero.
+
+    Args:
+        irreps_in (str or Irreps): Input irreps.
+        irreps_out (str or Irreps): Output irreps.
+        group (str or Group): The symmetry group, see :func:`pyg_implicit.groups.get_group`.
+        bias (bool): Learn a :math:`G`-invariant bias. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** :math:`(*, \dim \rho_{in})`
+        - **output:** :math:`(*, \dim \rho_{out})`
+    """
+
+    def __init__(self, irreps_in: IrrepsLike, irreps_out: IrrepsLike, group: Union[str, Group] = "o3", bias: bool = True) -> None:
+        super().__init__()
+        self.irreps_in = as_irreps(irreps_in, "irreps_in")
+        self.irreps_out = as_irreps(irreps_out, "irreps_out")
+        self.group = get_group(group)
+        self._dim_in, self._dim_out = self.irreps_in.dim, self.irreps_out.dim
+        if self.group.contains_so3:
+            self.e3nn = o3.Linear(e3nn_irreps(self.irreps_in, self.group), e3nn_irreps(self.irreps_out, self.group), biases=bias)
+            return
+        self.e3nn = None
+        dtype = torch.get_default_dtype()
+        in_slices, out_slices = self.irreps_in.slices(), self.irreps_out.slices()
+        # One path per (input block, output block) with a non-empty basis.
+        paths, fan_in = [], [0] * len(self.irreps_out)
+        for i, (mul_in, ir_in) in enumerate(self.irreps_in):
+            for j, (mul_out, ir_out) in enumerate(self.irreps_out):
+                n = self.group.linear_basis(ir_in, ir_out).shape[0]
+                if n and mul_in and mul_out:
+                    paths.append((i, j, n))
+                    fan_in[j] += mul_in * n
+        self.paths = paths
+        self._slices = [(in_slices[i], out_slices[j]) for i, j, _ in paths]
+        for p, (i, j, n) in enumerate(paths):
+            basis = self.group.linear_basis(self.irreps_in[i].ir, self.irreps_out[j].ir)  # [n, d_out, d_in]
+            scale = math.sqrt(self.irreps_out[j].ir.dim / fan_in[j])
+            self.register_buffer(f"basis_{p}", (scale * basis).to(dtype), persistent=False)
+        self.weight_shapes = [(self.irreps_in[i].mul, self.irreps_out[j].mul, n) for i, j, n in paths]
+        self.weight = nn.Parameter(torch.empty(sum(math.prod(s) for s in self.weight_shapes)))
+        # Bias: invariant vectors of each output irrep.
+        bias_paths = []
+        for j, (mul_out, ir_out) in enumerate(self.irreps_out):
+            inv = self.group.invariant_basis(ir_out)  # [n, d]
+            if bias and inv.shape[0] and mul_out:
+                self.register_buffer(f"bias_basis_{len(bias_paths)}", inv.to(dtype), persistent=False)
+                bias_paths.append(j)
+        out_fields = fields(self.irreps_out)
+        self._bias_fields = tuple(out_fields[j] for j in bias_paths)
+        n_bias = sum(f.mul * getattr(self, f"bias_basis_{q}").shape[0] for q, f in enumerate(self._bias_fields))
+        self.bias = nn.Parameter(torch.empty(n_bias)) if n_bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.e3nn is not None:
+            with torch.no_grad():
+                self.e3nn.weight.normal_()
+                if self.e3nn.bias.numel():
+                    self.e3nn.bias.zero_()
+            return
+        nn.init.normal_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def matrix(self) -> torch.Tensor:
+        """The assembled weight :math:`W^T` as a ``[dim_in, dim_out]`` matrix (generic path)."""
+        W = self.weight.new_zeros(self._dim_in, self._dim_out)
+        offset = 0
+        for p, ((s_in, s_out), shape) in enumerate(zip(self._slices, self.weight_shapes)):
+            w = self.weight[offset : offset + math.prod(shape)].view(shape)
+            offset += math.prod(shape)
+            block = torch.einsum("uwk,kji->uiwj", w, getattr(self, f"basis_{p}"))
+            W[s_in, s_out] = W[s_in, s_out] + block.reshape(s_in.stop - s_in.start, s_out.stop - s_out.start)
+        return W
+
+    def bias_vector(self) -> torch.Tensor:
+        """The assembled invariant bias ``[dim_out]`` (generic path)."""
+        b = self.weight.new_zeros(self._dim_out)
+        if self.bias is None:
+            return b
+        offset = 0
+        for q, f in enumerate(self._bias_fields):
+            inv = getattr(self, f"bias_basis_{q}")  # [n, d]
+            coeff = self.bias[offset : offset + f.mul * inv.shape[0]].view(f.mul, inv.shape[0])
+            offset += coeff.numel()
+            b[f.start : f.stop] = (coeff @ inv).reshape(-1)
+        return b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_features(x, self._dim_in, "x", self.irreps_in)
+        if self.e3nn is not None:
+            return self.e3nn(x)
+        return x @ self.matrix() + self.bias_vector()
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out}, group={self.group.name})"

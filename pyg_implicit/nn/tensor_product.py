@@ -1,0 +1,134 @@
+r"""The learned :math:`G`-equivariant bilinear map :math:`B(x_1, x_2)` (a fully connected tensor product)."""
+from __future__ import annotations
+
+import math
+from typing import Union
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from ..groups import Group, get_group
+from ._irreps import IrrepsLike, as_irreps, check_features, e3nn_irreps, fields
+
+
+class EquivariantTensorProduct(nn.Module):
+    r"""Fully connected :math:`G`-equivariant bilinear map with shared weights.
+
+    .. math::
+        B(x_1, x_2)_{w} = \sum_{u, v, k} W^{(p)}_{u v k w}\, C^{(p)}_k(x_{1,u}, x_{2,v})
+
+    summed over the paths :math:`p = (\text{irrep}_1, \text{irrep}_2, \text{irrep}_{out})`, where
+    :math:`C^{(p)}_k` runs over ``group.bilinear_basis`` (the Clebsch-Gordan coefficient for
+    :math:`O(3)`; several maps per path for smaller groups). For groups containing :math:`SO(3)`
+    this is ``e3nn.o3.FullyConnectedTensorProduct``.
+
+    This is the last layer of every steerable kernel in the package: with :math:`x_1 = f_j`
+    (the neighbour's features) and :math:`x_2 = h_{ij}` (the kernel network's last hidden
+    activation), :math:`B(f_j, h_{ij}) = K(x_{ij}) f_j` without forming :math:`K`.
+    :meth:`right` forms it.
+
+    Args:
+        irreps_in1 (str or Irreps): Irreps of :math:`x_1`.
+        irreps_in2 (str or Irreps): Irreps of :math:`x_2`.
+        irreps_out (str or Irreps): Output irreps.
+        group (str or Group): The symmetry group. (default: ``"o3"``)
+
+    Shapes:
+        - **input:** :math:`x_1: (*, \dim_1)`, :math:`x_2: (*, \dim_2)`
+        - **output:** :math:`(*, \dim_{out})`; :meth:`right`: :math:`(*, \dim_1, \dim_{out})`
+    """
+
+    def __init__(
+        self,
+        irreps_in1: IrrepsLike,
+        irreps_in2: IrrepsLike,
+        irreps_out: IrrepsLike,
+        group: Union[str, Group] = "o3",
+    ) -> None:
+        super().__init__()
+        self.irreps_in1 = as_irreps(irreps_in1, "irreps_in1")
+        self.irreps_in2 = as_irreps(irreps_in2, "irreps_in2")
+        self.irreps_out = as_irreps(irreps_out, "irreps_out")
+        self.group = get_group(group)
+        self._dims = (self.irreps_in1.dim, self.irreps_in2.dim, self.irreps_out.dim)
+        if self.group.contains_so3:
+            self.e3nn = o3.FullyConnectedTensorProduct(
+                *(e3nn_irreps(irreps, self.group) for irreps in (self.irreps_in1, self.irreps_in2, self.irreps_out)),
+                compile_right=True,
+            )
+            self.weight_numel = self.e3nn.weight_numel
+            return
+        self.e3nn = None
+        paths, fan_in = [], [0] * len(self.irreps_out)
+        for i1, (mul1, ir1) in enumerate(self.irreps_in1):
+            for i2, (mul2, ir2) in enumerate(self.irreps_in2):
+                for j, (mul_out, ir_out) in enumerate(self.irreps_out):
+                    n = self.group.bilinear_basis(ir1, ir2, ir_out).shape[0]
+                    if n and mul1 and mul2 and mul_out:
+                        paths.append((i1, i2, j, n))
+                        fan_in[j] += mul1 * mul2 * n
+        self.paths = paths
+        f1, f2, self._out_fields = fields(self.irreps_in1), fields(self.irreps_in2), fields(self.irreps_out)
+        self._path_fields = tuple((f1[i1], f2[i2], self._out_fields[j]) for i1, i2, j, _ in paths)
+        dtype = torch.get_default_dtype()
+        for p, (i1, i2, j, n) in enumerate(paths):
+            basis = self.group.bilinear_basis(self.irreps_in1[i1].ir, self.irreps_in2[i2].ir, self.irreps_out[j].ir)
+            scale = math.sqrt(self.irreps_out[j].ir.dim / fan_in[j])
+            self.register_buffer(f"basis_{p}", (scale * basis).to(dtype), persistent=False)  # [n, c, a, b]
+        self.weight_shapes = [
+            (self.irreps_in1[i1].mul, self.irreps_in2[i2].mul, n, self.irreps_out[j].mul) for i1, i2, j, n in paths
+        ]
+        self.weight_numel = sum(math.prod(s) for s in self.weight_shapes)
+        self.weight = nn.Parameter(torch.empty(self.weight_numel))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            (self.e3nn.weight if self.e3nn is not None else self.weight).normal_()
+
+    def _paths(self):
+        """Per path: the input / output fields, the weights ``[u, v, k, w]`` and the basis ``[k, c, a, b]``."""
+        offset = 0
+        for p, (shape, (f1, f2, f_out)) in enumerate(zip(self.weight_shapes, self._path_fields)):
+            w = self.weight[offset : offset + math.prod(shape)].view(shape)
+            offset += math.prod(shape)
+            yield f1, f2, f_out, w, getattr(self, f"basis_{p}")
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        check_features(x1, self._dims[0], "x1", self.irreps_in1)
+        check_features(x2, self._dims[1], "x2", self.irreps_in2)
+        if self.e3nn is not None:
+            return self.e3nn(x1, x2)
+        batch = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1])
+        x1 = x1.expand(*batch, -1).reshape(-1, x1.shape[-1])
+        x2 = x2.expand(*batch, -1).reshape(-1, x2.shape[-1])
+        out = x1.new_zeros(x1.shape[0], self._dims[2])
+        for f1, f2, f_out, w, basis in self._paths():
+            a = x1[:, f1.start : f1.stop].reshape(-1, f1.mul, f1.dim)  # [E, u, a]
+            b = x2[:, f2.start : f2.stop].reshape(-1, f2.mul, f2.dim)  # [E, v, b]
+            t = torch.einsum("evb,kcab->evkca", b, basis)  # the basis kernels at x2: [E, v, k, c, a]
+            out[:, f_out.start : f_out.stop] += torch.einsum("eua,evkca,uvkw->ewc", a, t, w).flatten(1)
+        return out.reshape(*batch, self._dims[2])
+
+    def right(self, x2: torch.Tensor) -> torch.Tensor:
+        r"""The linear map :math:`x_1 \mapsto B(x_1, x_2)` as a matrix ``[*, dim_1, dim_out]``."""
+        check_features(x2, self._dims[1], "x2", self.irreps_in2)
+        if self.e3nn is not None:
+            return self.e3nn.right(x2)
+        batch = x2.shape[:-1]
+        x2 = x2.reshape(-1, x2.shape[-1])
+        M = x2.new_zeros(x2.shape[0], self._dims[0], self._dims[2])
+        for f1, f2, f_out, w, basis in self._paths():
+            b = x2[:, f2.start : f2.stop].reshape(-1, f2.mul, f2.dim)
+            block = torch.einsum("evb,kcab,uvkw->euawc", b, basis, w)
+            M[:, f1.start : f1.stop, f_out.start : f_out.stop] += block.reshape(
+                x2.shape[0], f1.stop - f1.start, f_out.stop - f_out.start
+            )
+        return M.reshape(*batch, self._dims[0], self._dims[2])
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}({self.irreps_in1} x {self.irreps_in2} -> {self.irreps_out}, "
+            f"group={self.group.name}, weights={self.weight_numel})"
+        )

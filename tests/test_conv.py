@@ -1,0 +1,247 @@
+import copy
+
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+from torch_geometric.loader import DataLoader
+
+from pyg_implicit.groups import get_group, irreps_D
+from pyg_implicit.nn import ImplicitConv, StandardConv
+from pyg_implicit.testing import assert_equivariant, equivariance_error
+
+GROUPS = [
+    "o3", "so3", "so2", "o2", "cone", "cyl", "fullcyl", "inv", "mirror", "trivial",
+    "t", "th", "td", "o", "oh", "i", "ih",
+] + [f"c{n}" for n in range(1, 7)] + [f"d{n}" for n in range(1, 7)]  # fmt: skip
+CONVS = [ImplicitConv, StandardConv]
+IN, OUT = "4x0e+2x1o+2x2e+1x0o", "3x0e+2x1o+1x2e+1x1e"
+EDGE, NODE = "1x0e+1x1o", "2x0e+1x1e"
+
+
+def graph(num_nodes=10, num_edges=36, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randn(num_nodes, 3, generator=g)
+    edge_index = torch.randint(0, num_nodes, (2, num_edges), generator=g)
+    return pos, edge_index, g
+
+
+def make(cls, group, **kwargs):
+    return cls(IN, OUT, group, edge_attr_irreps=EDGE, node_attr_irreps=NODE, **kwargs)
+
+
+def inputs(conv, num_nodes=10, num_edges=36, seed=0):
+    pos, edge_index, g = graph(num_nodes, num_edges, seed)
+    x = torch.randn(num_nodes, conv.irreps_in.dim, generator=g)
+    edge_attr = torch.randn(num_edges, 4, generator=g)
+    node_attr = torch.randn(num_nodes, 5, generator=g)
+    return (x, pos, edge_index, edge_attr, node_attr)
+
+
+ACTIONS = (IN, "cartesian_points", None, EDGE, NODE)
+
+
+@pytest.mark.parametrize("cls", CONVS)
+@pytest.mark.parametrize("name", GROUPS)
+def test_equivariant_float64_and_not_outside_subgroup(float64, cls, name):
+    conv = make(cls, name)
+    args = inputs(conv)
+    errors = assert_equivariant(conv, name, args, ACTIONS, OUT, n_samples=3, tolerance=1e-9)
+    assert errors.max() < 1e-9
+    group = get_group(name)
+    if name != "o3":
+        # A random element of O(3) lies outside every proper subgroup (almost surely).
+        outside = get_group("o3").sample(8, generator=torch.Generator().manual_seed(3))
+        outside = outside[~group.contains(outside)][:3]
+        assert len(outside) > 0
+        assert equivariance_error(conv, outside, args, ACTIONS, OUT).min() > 1e-3
+
+
+@pytest.mark.parametrize("cls", CONVS)
+@pytest.mark.parametrize("name", ["so2", "cone", "o3"])
+def test_equivariant_float32(cls, name):
+    conv = make(cls, name)
+    errors = assert_equivariant(conv, name, inputs(conv), ACTIONS, OUT, tolerance=1e-5)
+    assert errors.max() < 1e-5
+
+
+def test_so2_rejects_rotation_about_x(float64):
+    conv = make(ImplicitConv, "so2")
+    rot_x = get_group("so3").sample(1)  # generic rotation; and one about x explicitly
+    from pyg_implicit.groups import rotation_x
+
+    R = torch.stack([rotation_x(0.7), rot_x[0]])
+    assert equivariance_error(conv, R, inputs(conv), ACTIONS, OUT).min() > 1e-3
+
+
+@pytest.mark.parametrize("cls", CONVS)
+@pytest.mark.parametrize("name", ["so2", "cone", "d4", "o3", "mirror"])
+def test_kernel_constraint_on_materialized_kernel(float64, cls, name):
+    """Paper eq. 3: K(g x, rho_z(g) z) = rho_out(g) K(x, z) rho_in(g)^-1."""
+    conv = make(cls, name)
+    kernel = conv.kernel
+    x, pos, edge_index, edge_attr, node_attr = inputs(conv)
+    vec = pos[edge_index[0]] - pos[edge_index[1]]
+    a_i, a_j = node_attr[edge_index[1]], node_attr[edge_index[0]]
+    K = kernel.materialize(vec, edge_attr, a_i, a_j)
+    assert K.shape == (edge_index.shape[1], conv.irreps_out.dim, conv.irreps_in.dim)
+    for R in get_group(name).sample(3):
+        D_z, D_n = irreps_D(EDGE, R), irreps_D(NODE, R)
+        K_g = kernel.materialize(vec @ R.T, edge_attr @ D_z.T, a_i @ D_n.T, a_j @ D_n.T)
+        expected = irreps_D(OUT, R) @ K @ irreps_D(IN, R).T
+        assert (K_g - expected).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("cls", CONVS)
+@pytest.mark.parametrize("name", ["so2", "o3", "td"])
+def test_fast_path_equals_materialized_kernel(float64, cls, name):
+    conv = make(cls, name)
+    x, pos, edge_index, edge_attr, node_attr = inputs(conv)
+    out = conv(x, pos, edge_index, edge_attr, node_attr)
+    j, i = edge_index
+    K = conv.kernel.materialize(pos[j] - pos[i], edge_attr, node_attr[i], node_attr[j])
+    reference = torch.zeros_like(out).index_add_(0, i, torch.einsum("eoi,ei->eo", K, x[j]))
+    assert (out - reference).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("cls", CONVS)
+def test_batches_from_dataloader_match_single_graphs(cls):
+    conv = make(cls, "so2").eval()  # eval: batch norm uses running statistics, graphs independent
+    data = []
+    for seed in range(3):
+        x, pos, edge_index, edge_attr, node_attr = inputs(conv, seed=seed)
+        data.append(Data(x=x, pos=pos, edge_index=edge_index, edge_attr=edge_attr, node_attr=node_attr))
+    batch = next(iter(DataLoader(data, batch_size=3)))
+    out = conv(batch.x, batch.pos, batch.edge_index, batch.edge_attr, batch.node_attr)
+    singles = torch.cat([conv(d.x, d.pos, d.edge_index, d.edge_attr, d.node_attr) for d in data])
+    torch.testing.assert_close(out, singles, atol=1e-5, rtol=1e-5)
+    assert isinstance(batch, Batch)
+
+
+@pytest.mark.parametrize("cls", CONVS)
+def test_isolated_nodes_zero_length_edges_and_gradients(cls):
+    conv = make(cls, "cone")
+    x, pos, edge_index, edge_attr, node_attr = inputs(conv, num_nodes=12)
+    edge_index = edge_index.clone()
+    edge_index[:, edge_index.max(0).values >= 10] = 0  # nodes 10, 11 isolated
+    edge_index[:, :3] = torch.tensor([[1, 2, 3], [1, 2, 3]])  # self-loops: zero-length edges
+    pos[5] = pos[4]  # coincident points
+    edge_index[:, 3] = torch.tensor([4, 5])
+    x.requires_grad_(True)
+    pos.requires_grad_(True)
+    out = conv(x, pos, edge_index, edge_attr, node_attr)
+    assert torch.isfinite(out).all()
+    assert (out[10:] == 0).all()
+    out.pow(2).sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(pos.grad).all()
+    for name, p in conv.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, f"no gradient reaches {name}"
+
+
+@pytest.mark.parametrize("cls", CONVS)
+def test_float32_and_float64(cls):
+    conv = make(cls, "d3")
+    out32 = conv(*inputs(conv))
+    assert out32.dtype == torch.float32
+    conv64 = copy.deepcopy(conv).double()
+    out64 = conv64(*[a.double() if a.is_floating_point() else a for a in inputs(conv)])
+    assert out64.dtype == torch.float64
+    torch.testing.assert_close(out32.double(), out64, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls", CONVS)
+def test_state_dict_round_trip_and_reset_parameters(cls):
+    conv = make(cls, "so2")
+    args = inputs(conv)
+    conv.eval()
+    out = conv(*args)
+    other = make(cls, "so2").eval()
+    assert not torch.allclose(other(*args), out)
+    state = conv.state_dict()
+    assert not any("basis" in key for key in state), "bases are constants, not state"
+    other.load_state_dict(state)
+    torch.testing.assert_close(other(*args), out)
+    conv.reset_parameters()
+    assert not torch.allclose(conv(*args), out)
+
+
+@pytest.mark.parametrize("cls", CONVS)
+def test_repr_shows_irreps_and_group(cls):
+    text = repr(make(cls, "cone"))
+    assert cls.__name__ in text and "4x0e+2x1o+2x2e+1x0o" in text and "group=cone" in text
+
+
+def test_bipartite(float64):
+    conv = ImplicitConv("2x0e+1x1o", "1x0e+1x1o", "so2")
+    g = torch.Generator().manual_seed(0)
+    pos_s, pos_t = torch.randn(8, 3, generator=g), torch.randn(3, 3, generator=g)
+    x_s = torch.randn(8, 5, generator=g)
+    edge_index = torch.stack([torch.randint(0, 8, (15,), generator=g), torch.randint(0, 3, (15,), generator=g)])
+    out = conv((x_s, None), (pos_s, pos_t), edge_index)
+    assert out.shape == (3, 4)
+    R = get_group("so2").sample(1)[0]
+    D_in, D_out = irreps_D("2x0e+1x1o", R), irreps_D("1x0e+1x1o", R)
+    out_g = conv((x_s @ D_in.T, None), (pos_s @ R.T, pos_t @ R.T), edge_index)
+    assert (out_g - out @ D_out.T).abs().max() < 1e-10
+
+
+def test_aggr_and_flow_kwargs():
+    conv = ImplicitConv("2x0e", "2x0e", "o3", aggr="mean")
+    assert "aggr=mean" in repr(conv)
+    x, pos, edge_index = torch.randn(5, 2), torch.randn(5, 3), torch.tensor([[0, 1, 2], [1, 2, 3]])
+    flipped = ImplicitConv("2x0e", "2x0e", "o3", flow="target_to_source").eval()
+    flipped.load_state_dict(ImplicitConv("2x0e", "2x0e", "o3").state_dict())
+    assert flipped(x, pos, edge_index.flip(0)).shape == (5, 2)
+
+
+def test_bad_input_raises_clear_errors():
+    conv = make(ImplicitConv, "so2")
+    x, pos, edge_index, edge_attr, node_attr = inputs(conv)
+    with pytest.raises(ValueError, match="x: expected last dimension"):
+        conv(x[:, :-1], pos, edge_index, edge_attr, node_attr)
+    bad = pos.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="pos: contains NaN or inf"):
+        conv(x, bad, edge_index, edge_attr, node_attr)
+    bad[3, 1] = float("inf")
+    with pytest.raises(ValueError, match="pos: contains NaN or inf"):
+        conv(x, bad, edge_index, edge_attr, node_attr)
+    with pytest.raises(ValueError, match="edge_index: index out of range"):
+        conv(x, pos, edge_index + 10, edge_attr, node_attr)
+    with pytest.raises(ValueError, match="edge_attr: missing"):
+        conv(x, pos, edge_index, None, node_attr)
+    with pytest.raises(ValueError, match="node_attr: missing"):
+        conv(x, pos, edge_index, edge_attr, None)
+    with pytest.raises(ValueError, match="edge_attr: expected last dimension 4"):
+        conv(x, pos, edge_index, edge_attr[:, :3], node_attr)
+    with pytest.raises(ValueError, match="pos: expected shape"):
+        conv(x, pos[:, :2], edge_index, edge_attr, node_attr)
+    with pytest.raises(ValueError, match="pos: empty graph"):
+        conv(x[:0], pos[:0], edge_index[:, :0], edge_attr[:0], node_attr[:0])
+    plain = ImplicitConv(IN, OUT, "so2")
+    with pytest.raises(ValueError, match="edge_attr: given, but the layer was built without edge_attr_irreps"):
+        plain(x, pos, edge_index, edge_attr)
+    with pytest.raises(ValueError, match="node_attr: given, but"):
+        plain(x, pos, edge_index, node_attr=node_attr)
+    with pytest.raises(ValueError, match="group: unknown group name 'so5'"):
+        ImplicitConv(IN, OUT, "so5")
+    with pytest.raises(ValueError, match="in_irreps|irreps_in: cannot parse"):
+        ImplicitConv("16xq", OUT)
+    with pytest.raises(TypeError, match="edge_index: expected dtype torch.long"):
+        conv(x, pos, edge_index.int(), edge_attr, node_attr)
+
+
+def test_no_edges_gives_zeros():
+    conv = make(ImplicitConv, "so2")
+    x, pos, edge_index, edge_attr, node_attr = inputs(conv)
+    out = conv(x, pos, edge_index[:, :0], edge_attr[:0], node_attr)
+    assert (out == 0).all()
+    assert torch.isfinite(conv.kernel.harmonics.batch_norm.running_var).all()
+
+
+@pytest.mark.parametrize("cls", CONVS)
+def test_torch_compile_smoke(cls):
+    conv = make(cls, "so2").eval()
+    args = inputs(conv)
+    compiled = torch.compile(conv, backend="aot_eager")  # traces dynamo + autograd; inductor adds only C++ build time
+    torch.testing.assert_close(compiled(*args), conv(*args), atol=1e-5, rtol=1e-5)
