@@ -175,6 +175,8 @@ def knn_graph(
     Returns:
         ``edge_index`` :math:`(2, E)`.
     """
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k: expected a positive int, got {k!r}")
     assign = knn(x, x, k if loop else k + 1, batch, batch, implementation=implementation)
     return _to_graph(assign, loop, flow)
 

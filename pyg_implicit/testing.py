@@ -78,7 +78,7 @@ def equivariance_error(
     irreps_in = tuple(irreps_in)
     if len(args_in) != len(irreps_in):
         raise ValueError(f"irreps_in: expected one action per argument ({len(args_in)}), got {len(irreps_in)}")
-    multiple = isinstance(irreps_out, (tuple, list))
+    multiple = isinstance(irreps_out, (tuple, list)) and not isinstance(irreps_out, o3.Irreps)  # Irreps is a tuple
     actions_out = tuple(irreps_out) if multiple else (irreps_out,)
     reference = _as_tuple(module(*args_in)) if multiple else (module(*args_in),)
     errors = []
