@@ -146,7 +146,7 @@ def test_irreps_D_is_accurate_in_float32_default():
     torch.testing.assert_close(D[0] @ D[1], irreps_D("1x2e+1x1o", R[0] @ R[1]), atol=1e-13, rtol=0)
 
 
-def test_irreps_D_matches_e3nn_and_is_exact_near_the_identity():
+def test_irreps_D_matches_e3nn_and_is_exact_near_the_identity(float64):
     R = get_group("o3").sample(10)
     irreps = "2x0e+1x0o+1x1o+1x1e+1x2e+1x2o+1x3o"
     torch.testing.assert_close(irreps_D(irreps, R), o3.Irreps(irreps).D_from_matrix(R).double(), atol=1e-6, rtol=0)

@@ -95,6 +95,20 @@ class EquivariantTensorProduct(nn.Module):
             offset += math.prod(shape)
             yield f1, f2, f_out, w, getattr(self, f"basis_{p}")
 
+    def tensor(self) -> torch.Tensor:
+        r"""The bilinear map as a dense tensor :math:`T` ``[dim_1, dim_2, dim_out]`` (generic path).
+
+        :math:`B(x_1, x_2)_o = \sum_{ij} x_{1,i}\, x_{2,j}\, T_{ijo}`, assembled from the weights and
+        the cached bases; its size does not depend on the number of edges.
+        """
+        T = self.weight.new_zeros(self._dims)
+        for f1, f2, f_out, w, basis in self._paths():
+            block = torch.einsum("uvkw,kcab->uavbwc", w, basis)
+            T[f1.start : f1.stop, f2.start : f2.stop, f_out.start : f_out.stop] = block.reshape(
+                f1.stop - f1.start, f2.stop - f2.start, f_out.stop - f_out.start
+            )
+        return T
+
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         check_features(x1, self._dims[0], "x1", self.irreps_in1)
         check_features(x2, self._dims[1], "x2", self.irreps_in2)
@@ -103,29 +117,25 @@ class EquivariantTensorProduct(nn.Module):
         batch = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1])
         x1 = x1.expand(*batch, -1).reshape(-1, x1.shape[-1])
         x2 = x2.expand(*batch, -1).reshape(-1, x2.shape[-1])
-        out = x1.new_zeros(x1.shape[0], self._dims[2])
-        for f1, f2, f_out, w, basis in self._paths():
-            a = x1[:, f1.start : f1.stop].reshape(-1, f1.mul, f1.dim)  # [E, u, a]
-            b = x2[:, f2.start : f2.stop].reshape(-1, f2.mul, f2.dim)  # [E, v, b]
-            t = torch.einsum("evb,kcab->evkca", b, basis)  # the basis kernels at x2: [E, v, k, c, a]
-            out[:, f_out.start : f_out.stop] += torch.einsum("eua,evkca,uvkw->ewc", a, t, w).flatten(1)
-        return out.reshape(*batch, self._dims[2])
+        d1, d2, d_out = self._dims
+        T = self.tensor()
+        # Contract T with the wider input first: the per-row intermediate then holds
+        # min(d1, d2) * d_out numbers (x2 first would be the materialised kernel when d2 < d1).
+        if d2 <= d1:
+            partial = (x1 @ T.reshape(d1, d2 * d_out)).view(-1, d2, d_out)
+            out = torch.einsum("eb,ebo->eo", x2, partial)
+        else:
+            partial = (x2 @ T.transpose(0, 1).reshape(d2, d1 * d_out)).view(-1, d1, d_out)
+            out = torch.einsum("ea,eao->eo", x1, partial)
+        return out.reshape(*batch, d_out)
 
     def right(self, x2: torch.Tensor) -> torch.Tensor:
         r"""The linear map :math:`x_1 \mapsto B(x_1, x_2)` as a matrix ``[*, dim_1, dim_out]``."""
         check_features(x2, self._dims[1], "x2", self.irreps_in2)
         if self.e3nn is not None:
             return self.e3nn.right(x2)
-        batch = x2.shape[:-1]
-        x2 = x2.reshape(-1, x2.shape[-1])
-        M = x2.new_zeros(x2.shape[0], self._dims[0], self._dims[2])
-        for f1, f2, f_out, w, basis in self._paths():
-            b = x2[:, f2.start : f2.stop].reshape(-1, f2.mul, f2.dim)
-            block = torch.einsum("evb,kcab,uvkw->euawc", b, basis, w)
-            M[:, f1.start : f1.stop, f_out.start : f_out.stop] += block.reshape(
-                x2.shape[0], f1.stop - f1.start, f_out.stop - f_out.start
-            )
-        return M.reshape(*batch, self._dims[0], self._dims[2])
+        d1, d2, d_out = self._dims
+        return (x2 @ self.tensor().transpose(0, 1).reshape(d2, d1 * d_out)).view(*x2.shape[:-1], d1, d_out)
 
     def __repr__(self) -> str:
         return (
