@@ -12,6 +12,49 @@ from ..groups import Group, get_group
 from ._irreps import IrrepsLike, as_irreps, check_features, e3nn_irreps, fields
 
 
+_CHUNK_ELEMENTS = 1 << 22  # entries of the transient [rows, d2, d_out] block of _DenseBilinear
+
+
+class _DenseBilinear(torch.autograd.Function):
+    r""":math:`y_{eo} = \sum_{ab} x_{1,ea}\, x_{2,eb}\, T_{abo}` that saves only :math:`x_1, x_2, T`.
+
+    Autograd would keep the per-row intermediate :math:`x_1 T` (``[E, d2, d_out]``) for the
+    backward pass; here it is recomputed there, chunk by chunk, so memory per row is
+    :math:`O(d_1 + d_2 + d_{out})`, at the price of one more matrix product. The backward is
+    written with differentiable torch operations, so double backward works too.
+    """
+
+    @staticmethod
+    def forward(ctx, x1: torch.Tensor, x2: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x1, x2, T)
+        d1, d2, d_out = T.shape
+        T = T.reshape(d1, d2 * d_out)
+        out = x1.new_empty(x1.shape[0], d_out)
+        for rows in _chunks(x1.shape[0], d2 * d_out):
+            partial = (x1[rows] @ T).view(-1, d2, d_out)
+            out[rows] = torch.einsum("eb,ebo->eo", x2[rows], partial)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        x1, x2, T = ctx.saved_tensors
+        d1, d2, d_out = T.shape
+        T = T.reshape(d1, d2 * d_out)
+        grad_x1, grad_x2, grad_T = torch.empty_like(x1), torch.empty_like(x2), torch.zeros_like(T)
+        for rows in _chunks(x1.shape[0], d2 * d_out):
+            partial = (x1[rows] @ T).view(-1, d2, d_out)  # recomputed
+            grad_x2[rows] = torch.einsum("ebo,eo->eb", partial, grad_out[rows])
+            outer = (x2[rows, :, None] * grad_out[rows, None, :]).reshape(-1, d2 * d_out)
+            grad_x1[rows] = outer @ T.T
+            grad_T = grad_T + x1[rows].T @ outer
+        return grad_x1, grad_x2, grad_T.view(d1, d2, d_out)
+
+
+def _chunks(n: int, width: int):
+    step = max(1, _CHUNK_ELEMENTS // max(1, width))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)] or [slice(0, 0)]
+
+
 class EquivariantTensorProduct(nn.Module):
     r"""Fully connected :math:`G`-equivariant bilinear map with shared weights.
 
@@ -117,17 +160,14 @@ class EquivariantTensorProduct(nn.Module):
         batch = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1])
         x1 = x1.expand(*batch, -1).reshape(-1, x1.shape[-1])
         x2 = x2.expand(*batch, -1).reshape(-1, x2.shape[-1])
-        d1, d2, d_out = self._dims
         T = self.tensor()
-        # Contract T with the wider input first: the per-row intermediate then holds
-        # min(d1, d2) * d_out numbers (x2 first would be the materialised kernel when d2 < d1).
-        if d2 <= d1:
-            partial = (x1 @ T.reshape(d1, d2 * d_out)).view(-1, d2, d_out)
-            out = torch.einsum("eb,ebo->eo", x2, partial)
+        # Contract T with the wider input first, so the transient block holds min(d1, d2) * d_out
+        # numbers per row (x2 first with d2 < d1 would be the materialised kernel).
+        if self._dims[1] <= self._dims[0]:
+            out = _DenseBilinear.apply(x1, x2, T)
         else:
-            partial = (x2 @ T.transpose(0, 1).reshape(d2, d1 * d_out)).view(-1, d1, d_out)
-            out = torch.einsum("ea,eao->eo", x1, partial)
-        return out.reshape(*batch, d_out)
+            out = _DenseBilinear.apply(x2, x1, T.transpose(0, 1))
+        return out.reshape(*batch, self._dims[2])
 
     def right(self, x2: torch.Tensor) -> torch.Tensor:
         r"""The linear map :math:`x_1 \mapsto B(x_1, x_2)` as a matrix ``[*, dim_1, dim_out]``."""
