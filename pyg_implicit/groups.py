@@ -133,8 +133,8 @@ def rotation_x(angle: float) -> torch.Tensor:
 
 
 def _axial_vector(A: torch.Tensor) -> torch.Tensor:
-    """The vector ``a`` with ``A = sum_k a_k L_k`` for an antisymmetric [3, 3] matrix ``A``."""
-    return torch.stack([A[2, 1], A[0, 2], A[1, 0]])
+    """The vectors ``a`` ([..., 3]) with ``A = sum_k a_k L_k`` for antisymmetric matrices ``A`` ([..., 3, 3])."""
+    return A[..., [2, 0, 1], [1, 2, 0]]
 
 
 def _span_basis(mats: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
@@ -321,8 +321,7 @@ class Group:
         r"""The Lie algebra generators in ``irrep``: :math:`d\rho(A_k)`, shape [k, 2l+1, 2l+1]."""
         with _float64():
             X = o3.so3_generators(irrep.l)  # images of L_x, L_y, L_z
-        a = self.lie_algebra[:, [2, 0, 1], [1, 2, 0]]  # axial vectors of the generators, [k, 3]
-        return torch.einsum("nk,kij->nij", a, X)
+        return torch.einsum("nk,kij->nij", _axial_vector(self.lie_algebra), X)
 
     def discrete_rep(self, irrep: o3.Irrep) -> torch.Tensor:
         """The discrete generators in ``irrep``, shape [m, 2l+1, 2l+1]."""

@@ -103,15 +103,17 @@ def assert_equivariant(
     n_samples: int = 4,
     tolerance: Optional[float] = None,
     generator: Optional[torch.Generator] = None,
+    translate: bool = True,
 ) -> torch.Tensor:
     r"""Check :math:`f(g \cdot a) = g \cdot f(a)` for ``n_samples`` random elements of ``group``.
 
     Raises ``AssertionError`` with the largest error when it exceeds ``tolerance`` (by default
-    :func:`default_tolerance` of the arguments' dtype). Returns the errors ``[n_samples]``.
+    :func:`default_tolerance` of the arguments' dtype). ``translate=False`` tests the origin-fixing
+    group alone (for models that see absolute positions). Returns the errors ``[n_samples]``.
     """
     group = get_group(group)
     transforms = group.sample(n_samples, generator=generator)
-    errors = equivariance_error(module, transforms, args_in, irreps_in, irreps_out, generator=generator)
+    errors = equivariance_error(module, transforms, args_in, irreps_in, irreps_out, translate, generator)
     if tolerance is None:
         dtypes = [a.dtype for a in args_in if isinstance(a, torch.Tensor) and a.is_floating_point()]
         tolerance = default_tolerance(dtypes[0] if dtypes else torch.get_default_dtype())

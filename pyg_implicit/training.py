@@ -1,0 +1,195 @@
+r"""The training loop every example shares: AdamW, step decay, best-on-validation checkpoint,
+``--resume``, JSON metrics, a progress bar, seeding and multi-process data parallelism.
+
+Started as ``python script.py`` it trains in one process; started as
+``torchrun --nproc_per_node N script.py`` it trains with ``DistributedDataParallel`` (NCCL on
+GPUs, gloo on CPUs), each process on a shard of the training set. Evaluation runs on every
+process over the whole (small) validation/test set, so all ranks agree; only rank 0 writes files.
+
+A task supplies a ``loss_fn(model, batch) -> (loss, count)``: the *mean* loss of the batch (what
+is minimised) and the number of items it averages over (for exact epoch averages).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch_geometric.loader import DataLoader
+from tqdm.auto import tqdm
+
+__all__ = ["TrainConfig", "fit", "evaluate", "seed_everything", "distributed", "rank_zero_first", "count_parameters"]
+
+LossFn = Callable[[nn.Module, object], Tuple[Tensor, int]]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping settings of :func:`fit`."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 1e-12
+    lr_decay: float = 0.5  # multiply the learning rate by this ...
+    lr_step: int = 25  # ... every this many epochs
+    seed: int = 0
+    out_dir: str = "runs/default"
+    resume: bool = False
+    progress: bool = True
+    eval_every: int = 1
+    extra: dict = field(default_factory=dict)  # recorded in metrics.json as given (task, model, ...)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@contextlib.contextmanager
+def distributed():
+    """Initialise the process group when started by ``torchrun`` (``WORLD_SIZE > 1``); yields ``(rank, world_size)``."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        yield 0, 1
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    try:
+        yield dist.get_rank(), world_size
+    finally:
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def rank_zero_first():
+    """Run the block on rank 0 first (e.g. generate and cache a dataset), then on the other ranks."""
+    active = dist.is_available() and dist.is_initialized()
+    if active and dist.get_rank() != 0:
+        dist.barrier()
+    yield
+    if active and dist.get_rank() == 0:
+        dist.barrier()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, loss_fn: LossFn, device: torch.device) -> float:
+    """Average of ``loss_fn`` over ``loader`` (weighted by the counts)."""
+    model.eval()
+    total, count = 0.0, 0
+    for batch in loader:
+        loss, n = loss_fn(model, batch.to(device))
+        total += float(loss) * n
+        count += n
+    return total / max(count, 1)
+
+
+def fit(
+    model: nn.Module,
+    train_set,
+    val_set,
+    test_set,
+    loss_fn: LossFn,
+    config: TrainConfig,
+) -> dict:
+    """Train ``model``, keep the best-on-validation weights, evaluate them on ``test_set``.
+
+    Writes ``out_dir/last.pt`` (everything needed to resume) every epoch, ``out_dir/best.pt``
+    (model weights) when the validation loss improves and ``out_dir/metrics.json`` (config,
+    parameter count, per-epoch history, best epoch, test loss of the best model, time).
+
+    Returns:
+        The metrics dictionary.
+    """
+    if len(train_set) == 0:
+        raise ValueError("train_set: empty")
+    active = dist.is_available() and dist.is_initialized()
+    rank, world_size = (dist.get_rank(), dist.get_world_size()) if active else (0, 1)
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    seed_everything(config.seed)
+    model = model.to(device)
+    num_params = count_parameters(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_decay)
+    history, best_val, best_epoch, start_epoch = [], math.inf, -1, 0
+    os.makedirs(config.out_dir, exist_ok=True)
+    last_path, best_path = os.path.join(config.out_dir, "last.pt"), os.path.join(config.out_dir, "best.pt")
+    if config.resume and os.path.exists(last_path):
+        state = torch.load(last_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best_val, best_epoch, start_epoch = state["history"], state["best_val"], state["best_epoch"], state["epoch"] + 1
+    train_model = nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
+    sampler = (
+        torch.utils.data.distributed.DistributedSampler(train_set, num_replicas=world_size, rank=rank, seed=config.seed)
+        if world_size > 1
+        else None
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator)
+    val_loader = DataLoader(val_set, batch_size=config.batch_size)
+    start_time = time.time()
+    epochs = range(start_epoch, config.epochs)
+    bar = tqdm(epochs, desc=os.path.basename(config.out_dir), disable=not config.progress or rank != 0)
+    for epoch in bar:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        train_model.train()
+        total, count = 0.0, 0
+        for batch in train_loader:
+            loss, n = loss_fn(train_model, batch.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * n
+            count += n
+        scheduler.step()
+        record = {"epoch": epoch, "train_loss": total / max(count, 1), "lr": optimizer.param_groups[0]["lr"]}
+        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            record["val_loss"] = evaluate(model, val_loader, loss_fn, device)
+            if record["val_loss"] < best_val:
+                best_val, best_epoch = record["val_loss"], epoch
+                if rank == 0:
+                    torch.save(model.state_dict(), best_path)
+        history.append(record)
+        bar.set_postfix(train=f"{record['train_loss']:.2e}", val=f"{record.get('val_loss', float('nan')):.2e}")
+        if rank == 0:
+            torch.save(
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "history": history, "best_val": best_val, "best_epoch": best_epoch, "epoch": epoch},
+                last_path,
+            )  # fmt: skip
+    if world_size > 1:
+        dist.barrier()  # rank 0 has written best.pt
+    if os.path.exists(best_path):
+        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+    test_loss = evaluate(model, DataLoader(test_set, batch_size=config.batch_size), loss_fn, device)
+    metrics = {
+        "config": asdict(config),
+        "parameters": num_params,
+        "world_size": world_size,
+        "best_epoch": best_epoch,
+        "best_val_loss": best_val,
+        "test_loss": test_loss,
+        "train_seconds": time.time() - start_time,
+        "history": history,
+    }
+    if rank == 0:
+        with open(os.path.join(config.out_dir, "metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=1)
+    return metrics

@@ -1,0 +1,125 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+
+from pyg_implicit.datasets.nbody import NBodyConstrained, NBodySystem, energy, sample_initial_conditions, simulate
+from pyg_implicit.groups import get_group, rotation_z
+from pyg_implicit.models import MPNN, SEGNN, SteerableCNN
+from pyg_implicit.models.nbody import match_budget, nbody_model
+from pyg_implicit.testing import assert_equivariant, equivariance_error
+from pyg_implicit.training import count_parameters
+
+
+def test_free_system_centre_of_mass_moves_uniformly_and_energy_is_conserved():
+    system = sample_initial_conditions(16, seed=5)
+    pos, vel = simulate(system, stiffness=0.0)
+    com = pos.mean(2)  # [B, frames, 3]
+    t = np.arange(pos.shape[1])[None, :, None] * 100 * 1e-3
+    np.testing.assert_allclose(com, com[:, :1] + t * vel.mean(2)[:, :1], atol=1e-10)
+    e = np.stack([energy(pos[:, f], vel[:, f], system, 0.0) for f in range(pos.shape[1])], 1)
+    assert np.abs(e - e[:, :1]).max() / e.mean() < 1e-3  # semi-implicit Euler: bounded drift
+
+
+def test_strings_keep_horizontal_centre_of_mass_uniform_and_energy_bounded():
+    system = sample_initial_conditions(16, seed=6)
+    pos, vel = simulate(system, stiffness=50.0)
+    com = pos.mean(2)[..., :2]
+    t = np.arange(pos.shape[1])[None, :, None] * 0.1
+    np.testing.assert_allclose(com, com[:, :1] + t * vel.mean(2)[:, :1, :2], atol=1e-10)
+    assert not np.allclose(pos.mean(2)[..., 2], pos.mean(2)[:, :1, 2] + t[..., 0] * vel.mean(2)[:, :1, 2], atol=1e-3)
+    e = np.stack([energy(pos[:, f], vel[:, f], system, 50.0) for f in range(pos.shape[1])], 1)
+    assert np.abs(e - e[:, :1]).max() / e.mean() < 0.05
+
+
+@pytest.mark.parametrize("transform", ["rotation", "mirror"])
+def test_simulator_respects_the_cone_symmetry(transform):
+    """Rotating (about z) or mirroring (vertical plane) a trajectory gives the simulator's trajectory."""
+    system = sample_initial_conditions(8, seed=7)
+    R = rotation_z(0.83).numpy() if transform == "rotation" else np.diag([1.0, -1.0, 1.0])
+    moved = NBodySystem(system.pos @ R.T, system.vel @ R.T, system.springs, system.lengths)
+    pos, _ = simulate(system, 100.0, steps=2000)
+    pos_moved, _ = simulate(moved, 100.0, steps=2000)
+    np.testing.assert_allclose(pos_moved, pos @ R.T, atol=1e-9)
+    # ... but not a tilt: the strings pull along z
+    tilted = get_group("so3").sample(1, generator=torch.Generator().manual_seed(0))[0].numpy()
+    pos_tilted, _ = simulate(NBodySystem(system.pos @ tilted.T, system.vel @ tilted.T, system.springs, system.lengths), 100.0, steps=2000)
+    assert np.abs(pos_tilted - pos @ tilted.T).max() > 1e-2
+
+
+def test_dataset_is_seeded_cached_and_keyed_by_stiffness(tmp_path):
+    a = NBodyConstrained(str(tmp_path), 10.0, "train", num_samples=20)
+    b = NBodyConstrained(str(tmp_path), 10.0, "train", num_samples=20)
+    c = NBodyConstrained(str(tmp_path), 50.0, "train", num_samples=20)
+    val = NBodyConstrained(str(tmp_path), 10.0, "val", num_samples=20)
+    assert len(a) == 20 and a[0].x.shape == (5, 7) and a[0].edge_index.shape == (2, 20) and a[0].y.shape == (5, 3)
+    torch.testing.assert_close(a[3].y, b[3].y)
+    assert not torch.allclose(a[3].y, c[3].y)  # same initial conditions, other stiffness
+    torch.testing.assert_close(a[3].edge_attr, c[3].edge_attr)
+    assert not torch.allclose(a[0].length, val[0].length)  # disjoint streams
+    assert sorted(p.name for p in (tmp_path / "processed").glob("nbody_*.pt")) == [
+        "nbody_k10_train_20.pt", "nbody_k10_val_20.pt", "nbody_k50_train_20.pt"]  # fmt: skip
+    # spring indicator is symmetric and matches the edges
+    d = a[0]
+    A = torch.zeros(5, 5)
+    A[d.edge_index[1], d.edge_index[0]] = d.edge_attr[:, 0]
+    torch.testing.assert_close(A, A.T)
+    with pytest.raises(ValueError, match="split"):
+        NBodyConstrained(str(tmp_path), 10.0, "training")
+    with pytest.raises(ValueError, match="stiffness"):
+        NBodyConstrained(str(tmp_path), -1.0)
+
+
+def nbody_batch(tmp_path, dtype=torch.float64):
+    data = NBodyConstrained(str(tmp_path), 100.0, "test", num_samples=4)
+    batch = next(iter(DataLoader(data, batch_size=4)))
+    for key in ("x", "pos", "edge_attr", "y"):
+        batch[key] = batch[key].to(dtype)
+    return batch
+
+
+NODE = "1x1o+1x1o+1x0e"
+
+
+@pytest.mark.parametrize("group,kernel", [("so2", "implicit"), ("cone", "implicit"), ("o3", "implicit"), ("so2", "standard")])
+def test_steerable_cnn_is_equivariant_exactly_to_its_group(float64, tmp_path, group, kernel):
+    model = SteerableCNN(NODE, "4x0e+4x1o", "1x1o", group, num_layers=2, kernel=kernel, edge_attr_irreps="1x0e", lmax=1)
+    b = nbody_batch(tmp_path)
+    args = (b.x, b.pos, b.edge_index, b.edge_attr)
+    actions = (NODE, "cartesian_points", None, None)
+    # the node features hold absolute positions, so the model is tested for the origin-fixing group
+    assert_equivariant(model, group, args, actions, "1x1o", translate=False, tolerance=1e-9)
+    if group != "o3":
+        outside = get_group("o3").sample(16, generator=torch.Generator().manual_seed(0))
+        outside = outside[~get_group(group).contains(outside)][:3]
+        assert equivariance_error(model, outside, args, actions, "1x1o", translate=False).min() > 1e-4
+
+
+def test_segnn_is_o3_equivariant_and_mpnn_is_not(float64, tmp_path):
+    b = nbody_batch(tmp_path)
+    args, actions = (b.x, b.pos, b.edge_index, b.edge_attr), (NODE, "cartesian_points", None, None)
+    segnn = SEGNN(NODE, "4x0e+4x1o", "1x1o", num_layers=2, edge_attr_irreps="1x0e")
+    assert_equivariant(segnn, "o3", args, actions, "1x1o", translate=False, tolerance=1e-9)
+    mpnn = MPNN(7, 16, 3, num_layers=2, edge_dim=1)
+    assert equivariance_error(mpnn, get_group("so2").sample(3), args, actions, "1x1o", translate=False).min() > 1e-4
+
+
+@pytest.mark.parametrize("name,group", [("ik", "so2"), ("ik", "cone"), ("standard", "so2"), ("segnn", "o3")])
+def test_nbody_predictor_is_equivariant(float64, tmp_path, name, group):
+    model = nbody_model(name, 4, group)
+    b = nbody_batch(tmp_path)
+    pred = model(b)
+    assert pred.shape == (20, 3)
+    for R in get_group(group).sample(2):
+        moved = b.clone()
+        moved.pos, moved.x = b.pos @ R.T, torch.cat([b.x[:, :3] @ R.T, b.x[:, 3:6] @ R.T, b.x[:, 6:]], dim=1)
+        assert (model(moved) - pred @ R.T).abs().max() < 1e-9
+
+
+def test_budget_matching_within_ten_percent():
+    budget = count_parameters(nbody_model("ik", 8, "so2"))
+    for name, group in [("ik", "o3"), ("segnn", "o3"), ("mpnn", "o3"), ("standard", "so2")]:
+        model, width = match_budget(lambda w: nbody_model(name, w, group), budget)
+        assert abs(count_parameters(model) - budget) <= 0.1 * budget, (name, width, count_parameters(model), budget)

@@ -1,0 +1,46 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+from train_nbody import main as train_nbody  # noqa: E402
+
+SMALL = ["--train-size", "24", "--eval-size", "8", "--batch-size", "8", "--width", "2", "--no-progress"]
+
+
+def test_training_writes_metrics_checkpoints_and_resumes(tmp_path):
+    out = str(tmp_path / "run")
+    args = ["--model", "ik", "--group", "so2", "--stiffness", "10", "--data-root", str(tmp_path / "data"), "--out-dir", out]
+    metrics = train_nbody(args + SMALL + ["--epochs", "2"])
+    assert {"last.pt", "best.pt", "metrics.json"} <= set(os.listdir(out))
+    assert len(metrics["history"]) == 2 and metrics["test_loss"] > 0
+    with open(os.path.join(out, "metrics.json")) as f:
+        saved = json.load(f)
+    assert saved["config"]["extra"]["model"] == "ik-so2" and saved["parameters"] == metrics["parameters"]
+    resumed = train_nbody(args + SMALL + ["--epochs", "3", "--resume"])
+    assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2]
+    assert resumed["history"][:2] == metrics["history"]
+
+
+@pytest.mark.parametrize("model", ["segnn", "mpnn", "standard"])
+def test_baselines_train(tmp_path, model):
+    metrics = train_nbody(["--model", model, "--epochs", "1", "--data-root", str(tmp_path / "data"),
+                           "--out-dir", str(tmp_path / model)] + SMALL)  # fmt: skip
+    assert metrics["test_loss"] > 0
+
+
+def test_distributed_data_parallel_two_processes_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+           os.path.join(ROOT, "examples", "train_nbody.py"), "--model", "ik", "--group", "so2", "--epochs", "2",
+           "--data-root", str(tmp_path / "data"), "--out-dir", str(out)] + SMALL  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "metrics.json") as f:
+        metrics = json.load(f)
+    assert metrics["world_size"] == 2 and len(metrics["history"]) == 2
