@@ -1,7 +1,7 @@
 """pyg_implicit: steerable point convolutions with implicit kernels for any subgroup of O(3), in PyG."""
-from . import groups, nn
+from . import graph, groups, nn, testing
 from .groups import Group, get_group
 
 __version__ = "0.1.0"
 
-__all__ = ["Group", "get_group", "groups", "nn", "__version__"]
+__all__ = ["Group", "get_group", "graph", "groups", "nn", "testing", "__version__"]
