@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
+from ..graph import fully_connected_graph
+
 __all__ = ["NBodyConstrained", "simulate", "sample_initial_conditions", "energy", "NBodySystem"]
 
 SPLIT_SIZES = {"train": 3000, "val": 128, "test": 128}
@@ -158,9 +160,7 @@ class NBodyConstrained(InMemoryDataset):
     def process(self) -> None:
         system = sample_initial_conditions(self.num_samples, SPLIT_SEEDS[self.split])
         pos, vel = simulate(system, self.stiffness, steps=self.target_frame * 100)
-        num_particles = system.pos.shape[1]
-        full = torch.ones(num_particles, num_particles, dtype=torch.bool).fill_diagonal_(False)
-        edge_index = full.nonzero().T.flip(0)  # [2, 20]: (source j, target i)
+        edge_index = fully_connected_graph(torch.zeros(system.pos.shape[1], dtype=torch.long))  # [2, 20]
         data_list = []
         for b in range(self.num_samples):
             p = torch.tensor(pos[b, self.input_frame], dtype=torch.float32)

@@ -55,7 +55,6 @@ class EquivariantLinear(nn.Module):
                 if n and mul_in and mul_out:
                     paths.append((i, j, n))
                     fan_in[j] += mul_in * n
-        self.paths = paths
         self._slices = [(in_slices[i], out_slices[j]) for i, j, _ in paths]
         for p, (i, j, n) in enumerate(paths):
             basis = self.group.linear_basis(self.irreps_in[i].ir, self.irreps_out[j].ir)  # [n, d_out, d_in]
@@ -95,7 +94,7 @@ class EquivariantLinear(nn.Module):
             w = self.weight[offset : offset + math.prod(shape)].view(shape)
             offset += math.prod(shape)
             block = torch.einsum("uwk,kji->uiwj", w, getattr(self, f"basis_{p}"))
-            W[s_in, s_out] = W[s_in, s_out] + block.reshape(s_in.stop - s_in.start, s_out.stop - s_out.start)
+            W[s_in, s_out] = block.reshape(s_in.stop - s_in.start, s_out.stop - s_out.start)  # one path per block
         return W
 
     def bias_vector(self) -> torch.Tensor:

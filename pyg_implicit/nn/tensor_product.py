@@ -111,7 +111,6 @@ class EquivariantTensorProduct(nn.Module):
                     if n and mul1 and mul2 and mul_out:
                         paths.append((i1, i2, j, n))
                         fan_in[j] += mul1 * mul2 * n
-        self.paths = paths
         f1, f2, self._out_fields = fields(self.irreps_in1), fields(self.irreps_in2), fields(self.irreps_out)
         self._path_fields = tuple((f1[i1], f2[i2], self._out_fields[j]) for i1, i2, j, _ in paths)
         dtype = torch.get_default_dtype()
