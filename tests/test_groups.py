@@ -154,3 +154,19 @@ def test_irreps_D_matches_e3nn_and_is_exact_near_the_identity(float64):
     small, double = rotation_z(1e-6), rotation_z(2e-6)
     assert (irreps_D(irreps, small) @ irreps_D(irreps, small) - irreps_D(irreps, double)).abs().max() < 1e-14
     assert (irreps_D(irreps, R[:5] @ R[5:]) - irreps_D(irreps, R[:5]) @ irreps_D(irreps, R[5:])).abs().max() < 1e-13
+
+
+@pytest.mark.parametrize("name", ["o3", "so2", "d6", "c5", "ih", "td"])
+def test_all_bilinear_bases_up_to_l3_solve(name):
+    """Regression: LAPACK's SVD failed to converge on the D6 constraints at l = 3 (now eigh of C^T C)."""
+    group = get_group(name)
+    R = group.sample(2)
+    for a in range(4):
+        for b in range(4):
+            for c in range(4):
+                irreps = [o3.Irrep(l, (-1) ** l) for l in (a, b, c)]
+                C = group.bilinear_basis(*irreps)
+                D = [irreps_D(o3.Irreps([(1, ir)]), R) for ir in irreps]
+                lhs = torch.einsum("gij,njkl->gnikl", D[2], C)
+                rhs = torch.einsum("nijm,gjk,gml->gnikl", C, D[0], D[1])
+                assert torch.allclose(lhs, rhs, atol=1e-11, rtol=0)
