@@ -62,9 +62,9 @@ def main() -> None:
     os.makedirs(out_dir, exist_ok=True)
 
     results, start = {}, time.time()
-    for spec in models:
-        model, group = split_spec(spec)
-        for k in stiffness:
+    for k in stiffness:  # stiffness outermost: a partial sweep still compares all models
+        for spec in models:
+            model, group = split_spec(spec)
             for seed in seeds:
                 run_dir = os.path.join(out_dir, f"{spec}_k{k:g}_s{seed}")
                 path = os.path.join(run_dir, "metrics.json")
