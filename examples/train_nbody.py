@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from pyg_implicit.datasets import NBodyConstrained
 from pyg_implicit.models.nbody import MODELS, match_budget, nbody_model
-from pyg_implicit.training import TrainConfig, count_parameters, distributed, fit, rank_zero_first
+from pyg_implicit.training import TrainConfig, count_parameters, distributed, fit, rank_zero_first, seed_everything
 
 
 def mse(model, batch):
@@ -50,6 +50,7 @@ def main(argv=None) -> dict:
         with rank_zero_first():  # rank 0 generates and caches the data, the others then load it
             splits = [NBodyConstrained(args.data_root, args.stiffness, split, size)
                       for split, size in [("train", args.train_size), ("val", args.eval_size), ("test", args.eval_size)]]  # fmt: skip
+        seed_everything(args.seed)  # the initial weights depend on the seed too
         build = lambda width: nbody_model(args.model, width, args.group)  # noqa: E731
         model, width = match_budget(build, args.budget) if args.budget else (build(args.width), args.width)
         config = TrainConfig(
