@@ -62,6 +62,21 @@ def _pairwise(x: Tensor, y: Tensor, batch_x: Tensor, batch_y: Tensor):
         yield start, d2
 
 
+def _nearest(x: Tensor, y: Tensor, batch_x: Tensor, batch_y: Tensor, k: int, max_dist2: float = float("inf")) -> Tensor:
+    """For each ``y``, up to ``k`` nearest ``x`` of its example closer than ``sqrt(max_dist2)``; ``[2, E]``, nearest first."""
+    rows, cols = [], []
+    k = min(k, x.shape[0])
+    for start, d2 in _pairwise(x, y, batch_x, batch_y):
+        dist, col = d2.topk(k, dim=1, largest=False)  # other examples sit at inf
+        row = torch.arange(start, start + d2.shape[0], device=x.device)[:, None].expand_as(col)
+        keep = dist < max_dist2
+        rows.append(row[keep])
+        cols.append(col[keep])
+    if not rows:
+        return torch.zeros(2, 0, dtype=torch.long, device=x.device)
+    return torch.stack([torch.cat(rows), torch.cat(cols)])
+
+
 def knn(
     x: Tensor,
     y: Tensor,
@@ -88,15 +103,7 @@ def knn(
     batch_x, batch_y = _check_points(x, batch_x, "x"), _check_points(y, batch_y, "y")
     if _use_torch_cluster(implementation):
         return torch_cluster.knn(x, y, k, batch_x, batch_y)
-    rows, cols = [], []
-    kk = min(k, x.shape[0])
-    for start, d2 in _pairwise(x, y, batch_x, batch_y):
-        dist, col = d2.topk(kk, dim=1, largest=False)  # sorted, nearest first
-        row = torch.arange(start, start + d2.shape[0], device=x.device)[:, None].expand_as(col)
-        keep = torch.isfinite(dist)
-        rows.append(row[keep])
-        cols.append(col[keep])
-    return _stack(rows, cols, x.device)
+    return _nearest(x, y, batch_x, batch_y, k)
 
 
 def radius(
@@ -127,21 +134,7 @@ def radius(
     batch_x, batch_y = _check_points(x, batch_x, "x"), _check_points(y, batch_y, "y")
     if _use_torch_cluster(implementation):
         return torch_cluster.radius(x, y, r, batch_x, batch_y, max_num_neighbors=max_num_neighbors)
-    rows, cols = [], []
-    kk = min(max_num_neighbors, x.shape[0])
-    for start, d2 in _pairwise(x, y, batch_x, batch_y):
-        dist, col = d2.topk(kk, dim=1, largest=False)
-        row = torch.arange(start, start + d2.shape[0], device=x.device)[:, None].expand_as(col)
-        keep = dist < r * r
-        rows.append(row[keep])
-        cols.append(col[keep])
-    return _stack(rows, cols, x.device)
-
-
-def _stack(rows, cols, device) -> Tensor:
-    if not rows:
-        return torch.zeros(2, 0, dtype=torch.long, device=device)
-    return torch.stack([torch.cat(rows), torch.cat(cols)])
+    return _nearest(x, y, batch_x, batch_y, max_num_neighbors, r * r)
 
 
 def _to_graph(assign: Tensor, loop: bool, flow: str) -> Tensor:
