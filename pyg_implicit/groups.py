@@ -25,7 +25,7 @@ import contextlib
 import math
 import re
 from functools import lru_cache
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from e3nn import o3
@@ -72,8 +72,8 @@ def _single_thread():
 
 
 @lru_cache(maxsize=None)
-def _cg_embedding(l: int) -> torch.Tensor:
-    """``(Q^T Q)^{-1} Q^T`` and ``Q`` for ``Q = wigner_3j(1, l-1, l)`` as a pair, float64."""
+def _cg_embedding(l: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``((Q^T Q)^{-1} Q^T, Q)`` for ``Q = wigner_3j(1, l-1, l)``, float64."""
     with _float64():
         Q = o3.wigner_3j(1, l - 1, l).reshape(3 * (2 * l - 1), 2 * l + 1)
     return torch.linalg.solve(Q.T @ Q, Q.T), Q

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
+from ..groups import get_group
 from ..nn import EquivariantTensorProduct, NormGate
 from ..nn._irreps import IrrepsLike, as_irreps
 from ..nn.harmonics import unit_spherical_harmonics
@@ -90,7 +91,7 @@ class SEGNN(nn.Module):
         self.irreps_out = as_irreps(out_irreps, "out_irreps")
         self.irreps_edge = as_irreps(edge_attr_irreps, "edge_attr_irreps", allow_none=True) or o3.Irreps("")
         self.lmax_attr = lmax_attr
-        self.group = "o3"
+        self.group = get_group("o3")
         irreps_attr = o3.Irreps.spherical_harmonics(lmax_attr)
         self.embedding = _SteerableLinear(self.irreps_in, irreps_attr, self.irreps_hidden, gate=False)
         self.layers = nn.ModuleList(SEGNNLayer(self.irreps_hidden, irreps_attr, self.irreps_edge) for _ in range(num_layers))
