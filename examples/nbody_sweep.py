@@ -5,7 +5,7 @@
     python examples/nbody_sweep.py --preset paper        # Table A2 budget: 5 models x 9 stiffness values, batch 128, 200 epochs
 
 Each run is examples/train_nbody.py (its metrics.json is reused when present, so an interrupted
-sweep continues where it stopped). Writes <out-dir>/results.json, results.md (test MSE, mean +- std
+sweep continues where it stopped, an interrupted run from its last.pt). Writes <out-dir>/results.json, results.md (test MSE, mean +- std
 over seeds) and results.png (test MSE vs stiffness, log-log, one line per model).
 """
 import argparse
@@ -75,7 +75,8 @@ def main() -> None:
                     metrics = train(["--model", model, "--group", group, "--stiffness", str(k), "--budget", str(budget),
                                      "--epochs", str(epochs), "--lr", str(lr), "--lr-step", str(lr_step), "--train-size", str(train_size),
                                      "--batch-size", str(args.batch_size), "--seed", str(seed), "--out-dir", run_dir,
-                                     "--data-root", args.data_root, "--no-progress"])  # fmt: skip
+                                     "--data-root", args.data_root, "--no-progress"]
+                                    + (["--resume"] if os.path.exists(os.path.join(run_dir, "last.pt")) else []))  # fmt: skip
                 results.setdefault(spec, {}).setdefault(f"{k:g}", []).append(
                     {"seed": seed, "test_mse": metrics["test_loss"], "parameters": metrics["parameters"],
                      "best_epoch": metrics["best_epoch"], "seconds": metrics["train_seconds"]}  # fmt: skip

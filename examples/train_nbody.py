@@ -11,7 +11,8 @@ import os
 import torch.nn.functional as F
 
 from pyg_implicit.datasets import NBodyConstrained
-from pyg_implicit.models.nbody import MODELS, match_budget, nbody_model
+from pyg_implicit.models import match_budget
+from pyg_implicit.models.nbody import MODELS, nbody_model
 from pyg_implicit.training import TrainConfig, count_parameters, distributed, fit, rank_zero_first, seed_everything
 
 

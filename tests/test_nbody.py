@@ -8,7 +8,8 @@ from torch_geometric.loader import DataLoader
 from pyg_implicit.datasets.nbody import NBodyConstrained, NBodySystem, energy, sample_initial_conditions, simulate
 from pyg_implicit.groups import get_group, rotation_z
 from pyg_implicit.models import MPNN, SEGNN, SteerableCNN
-from pyg_implicit.models.nbody import match_budget, nbody_model
+from pyg_implicit.models import match_budget
+from pyg_implicit.models.nbody import nbody_model
 from pyg_implicit.testing import assert_equivariant, equivariance_error
 from pyg_implicit.training import count_parameters
 
