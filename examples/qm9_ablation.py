@@ -33,6 +33,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="homo")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="VARIANT",
+                        help=f"a subset of {list(VARIANTS)}")
     parser.add_argument("--train-size", type=int, default=10000)
     parser.add_argument("--val-size", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=10)
@@ -50,7 +52,8 @@ def main() -> None:
     os.makedirs(args.out_dir, exist_ok=True)
     results = {}
     for seed in args.seeds:  # seeds outermost: a partial ablation still compares all variants
-        for label, flags in VARIANTS.items():
+        for label in args.variants:
+            flags = VARIANTS[label]
             run_dir = os.path.join(args.out_dir, f"{label.replace(' ', '').replace('+', '_')}_s{seed}")
             path = os.path.join(run_dir, "metrics.json")
             if os.path.exists(path):

@@ -52,6 +52,18 @@ def test_bias_lives_in_invariant_subspace(float64):
     assert out[0, 0] == 0 and out[0, 1] == 0 and out[0, 2] != 0  # e3nn 0.6 orders 1o as (x, y, z)
 
 
+@pytest.mark.parametrize("group", ["o3", "so3", "so2"])
+def test_linear_gives_a_constant_to_scalars_no_input_reaches(float64, group):
+    """e3nn 0.6 cannot build a bias on such an output; the layer adds its own constant (a regression test)."""
+    layer = EquivariantLinear("1x1o", "8x0e+4x1o", group)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_()
+    out = layer(torch.zeros(2, 3))
+    assert out[:, :8].abs().min() > 0 and torch.equal(out[0], out[1])
+    assert_equivariant(layer, group, (torch.randn(5, 3),), ["1x1o"], "8x0e+4x1o", translate=False)
+
+
 @pytest.mark.parametrize("name", ["o3", "so2", "d3"])
 def test_gate_and_mlp_equivariant(float64, name):
     gate = NormGate(IN)

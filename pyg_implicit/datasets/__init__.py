@@ -1,5 +1,6 @@
 """Datasets: PyG InMemoryDatasets that generate or read their data."""
+from .modelnet import ModelNetPoints
 from .nbody import NBodyConstrained
 from .qm9 import QM9
 
-__all__ = ["NBodyConstrained", "QM9"]
+__all__ = ["ModelNetPoints", "NBodyConstrained", "QM9"]

@@ -42,7 +42,14 @@ class EquivariantLinear(nn.Module):
         self.group = get_group(group)
         self._dim_in, self._dim_out = self.irreps_in.dim, self.irreps_out.dim
         if self.group.contains_so3:
-            self.e3nn = o3.Linear(e3nn_irreps(self.irreps_in, self.group), e3nn_irreps(self.irreps_out, self.group), biases=bias)
+            irreps_in, irreps_out = e3nn_irreps(self.irreps_in, self.group), e3nn_irreps(self.irreps_out, self.group)
+            # e3nn 0.6 cannot build the bias of a scalar output that no input reaches; those outputs
+            # get their constant from ``self.constant`` instead.
+            reached = [any(ir_in == ir for _, ir_in in irreps_in) for _, ir in irreps_out]
+            self.e3nn = o3.Linear(irreps_in, irreps_out, biases=[bias and r and ir.is_scalar() for r, (_, ir) in zip(reached, irreps_out)])
+            unreached = [i for (mul, ir), r, sl in zip(irreps_out, reached, irreps_out.slices()) if bias and not r and ir.is_scalar() for i in range(sl.start, sl.stop)]
+            self.register_buffer("_constant_index", torch.tensor(unreached, dtype=torch.long), persistent=False)
+            self.constant = nn.Parameter(torch.zeros(len(unreached))) if unreached else None
             return
         self.e3nn = None
         dtype = torch.get_default_dtype()
@@ -81,6 +88,8 @@ class EquivariantLinear(nn.Module):
                 self.e3nn.weight.normal_()
                 if self.e3nn.bias.numel():
                     self.e3nn.bias.zero_()
+                if self.constant is not None:
+                    self.constant.zero_()
             return
         nn.init.normal_(self.weight)
         if self.bias is not None:
@@ -113,7 +122,10 @@ class EquivariantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self._dim_in, "x", self.irreps_in)
         if self.e3nn is not None:
-            return self.e3nn(x)
+            out = self.e3nn(x)
+            if self.constant is not None:
+                out = out.index_add(-1, self._constant_index, self.constant.expand(*out.shape[:-1], -1))
+            return out
         return x @ self.matrix() + self.bias_vector()
 
     def __repr__(self) -> str:
