@@ -1,0 +1,64 @@
+r"""The rotated-MNIST networks of Cohen & Welling (2016): Z2CNN and its p4 / p4m versions."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..nn.group_conv import GroupConv2d, coset_max_pool, point_group_size
+
+DEFAULT_CHANNELS = {"z2": 20, "p4": 10, "p4m": 7}  # about equal parameter counts: 20^2 ~ 4 * 10^2 ~ 8 * 7^2
+
+
+class GCNN(nn.Module):
+    r"""Seven 3x3 / 4x4 convolutions with batch norm, ReLU and dropout, 2x2 max pooling after the second.
+
+    ``group="z2"`` is the plain CNN (Z2CNN); ``"p4"`` / ``"p4m"`` replace every convolution by a
+    lifting and then group convolutions and max-pool over the point group (coset pooling) before
+    the output, so the logits are invariant to 90-degree rotations (and mirrors) of the input.
+    Shapes follow the paper: 28 -> 26 -> 24 -> pool 12 -> 10 -> 8 -> 6 -> 4 -> (4x4) 1.
+
+    Args:
+        group (str): ``"z2"``, ``"p4"`` or ``"p4m"``.
+        channels (int, optional): Channels per layer (per group element). (default: 20 / 10 / 7)
+        num_classes (int): Output logits. (default: :obj:`10`)
+        in_channels (int): Image channels. (default: :obj:`1`)
+        dropout (float): Dropout probability after each hidden layer. (default: :obj:`0.3`)
+
+    Shapes:
+        - **input:** :math:`(B, C_{in}, 28, 28)`
+        - **output:** :math:`(B, \text{num\_classes})`
+    """
+
+    def __init__(self, group: str = "z2", channels: Optional[int] = None, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.3) -> None:
+        super().__init__()
+        if group != "z2":
+            point_group_size(group)  # validates the name
+        self.group = group
+        c = channels or DEFAULT_CHANNELS.get(group, 0)
+        if c < 1:
+            raise ValueError(f"channels: expected a positive int, got {channels!r}")
+        widths = [in_channels] + [c] * 6
+        self.convs = nn.ModuleList(self._conv(a, b, 3, lifting=(i == 0)) for i, (a, b) in enumerate(zip(widths, widths[1:])))
+        norm = nn.BatchNorm2d if group == "z2" else nn.BatchNorm3d  # group maps: statistics shared over the group axis
+        self.norms = nn.ModuleList(norm(c) for _ in range(6))
+        self.dropout = nn.Dropout(dropout)
+        self.out = self._conv(c, num_classes, 4, lifting=False)
+
+    def _conv(self, a: int, b: int, k: int, lifting: bool) -> nn.Module:
+        if self.group == "z2":
+            return nn.Conv2d(a, b, k)
+        return GroupConv2d(a, b, k, self.group, lifting=lifting)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[-2:] != (28, 28):
+            raise ValueError(f"x: expected images of shape (B, C, 28, 28), got {tuple(x.shape)}")
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            x = self.dropout(torch.relu(norm(conv(x))))
+            if i == 1:
+                x = nn.functional.max_pool2d(x.flatten(1, 2) if x.dim() == 5 else x, 2).view(*x.shape[:-2], 12, 12)
+        x = self.out(x)
+        if x.dim() == 5:
+            x = coset_max_pool(x)
+        return x.flatten(1)

@@ -1,0 +1,157 @@
+r"""Regular group convolutions on the pixel grid (Cohen & Welling, 2016): p4 and p4m.
+
+The point group :math:`H` of p4 is the 4 rotations by multiples of 90 degrees, that of p4m adds
+the mirrors (8 elements). An element :math:`h = (m, r)` acts on an image (or a filter) as
+:math:`L_h f = \mathrm{rot90}^r(\mathrm{flip}^m f)`, :math:`(L_h f)(x) = f(h^{-1} x)`. Feature
+maps on the group carry an extra axis of size :math:`|H|`:
+
+* lifting (:math:`\mathbb{Z}^2 \to G`): :math:`[f \star \psi](h) = f \star L_h \psi`;
+* group convolution (:math:`G \to G`): :math:`[f \star \psi](h) = \sum_{k \in H} f(k) \star L_h \psi(h^{-1} k)`;
+* coset max pooling: :math:`\max_{h \in H} f(h)`, a function on :math:`\mathbb{Z}^2` again.
+
+Equivariance: :math:`\Phi(L_g f) = L_g \Phi(f)` where :math:`L_g` on a group feature map moves
+pixels and permutes the group axis, :math:`(L_g f)(h) = \mathrm{rot90}^r\mathrm{flip}^m f(g^{-1} h)`
+(:func:`transform_group_map`). It is exact whenever rotating the input about its centre maps the
+sampling grid onto itself: stride 1 with symmetric padding, any kernel size; with stride
+:math:`s`, when :math:`H + 2p - k` is divisible by :math:`s`.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["GroupConv2d", "coset_max_pool", "transform_image", "transform_group_map", "point_group_size"]
+
+_ORDERS = {"p4": 4, "p4m": 8}
+
+
+def point_group_size(group: str) -> int:
+    if group not in _ORDERS:
+        raise ValueError(f"group: expected 'p4' or 'p4m', got {group!r}")
+    return _ORDERS[group]
+
+
+def transform_image(x: Tensor, h: int) -> Tensor:
+    r""":math:`L_h x` on the last two axes, for :math:`h = 4m + r` (rotation by :math:`r \cdot 90°` after a mirror if :math:`m = 1`)."""
+    m, r = divmod(h, 4)
+    if m:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, r, dims=(-2, -1))
+
+
+@lru_cache(maxsize=None)
+def _tables(order: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """Multiplication table (flattened, ``table[a * order + b]`` = index of ``ab``) and inverses, read off the actions."""
+    probe = torch.arange(9.0).view(3, 3)  # no symmetry: distinct images for distinct elements
+    images = [transform_image(probe, h) for h in range(order)]
+    table = []
+    for a in range(order):
+        for b in range(order):
+            ab = transform_image(transform_image(probe, b), a)  # L_a L_b = L_{ab}
+            table.append(next(i for i, image in enumerate(images) if torch.equal(image, ab)))
+    inverse = tuple(next(b for b in range(order) if table[a * order + b] == 0) for a in range(order))
+    return tuple(table), inverse
+
+
+def transform_group_map(x: Tensor, g: int, group: str) -> Tensor:
+    r""":math:`L_g` on a feature map ``[..., |H|, H, W]`` on the group: pixels move, the group axis is permuted, :math:`(L_g f)(h) = L_g f(g^{-1}h)`."""
+    order = point_group_size(group)
+    table, inverse = _tables(order)
+    permutation = [table[inverse[g] * order + h] for h in range(order)]
+    return transform_image(x[..., permutation, :, :], g)
+
+
+class GroupConv2d(nn.Module):
+    r"""p4 / p4m convolution, lifting (:math:`\mathbb{Z}^2 \to G`) or group-to-group.
+
+    The filter bank of the :math:`|H|` output orientations is assembled from one learned filter
+    per (output, input) channel pair by :math:`L_h` (and, for group inputs, the permutation
+    :math:`k \mapsto h^{-1}k` of the input's group axis), then applied with a single ``conv2d``.
+
+    Args:
+        in_channels (int): Input channels (per group element for group inputs).
+        out_channels (int): Output channels per group element.
+        kernel_size (int): Filter size.
+        group (str): ``"p4"`` or ``"p4m"``.
+        lifting (bool): Input is an image ``[B, C, H, W]`` (:obj:`True`) or a group feature map
+            ``[B, C, |H|, H, W]``. (default: :obj:`False`)
+        stride, padding (int): As for ``conv2d``.
+        bias (bool): One bias per output channel, shared over the group axis. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** :math:`(B, C_{in}, H, W)` (lifting) or :math:`(B, C_{in}, |H|, H, W)`
+        - **output:** :math:`(B, C_{out}, |H|, H', W')`
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        group: str = "p4",
+        lifting: bool = False,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if not (isinstance(kernel_size, int) and kernel_size > 0):
+            raise ValueError(f"kernel_size: expected a positive int, got {kernel_size!r}")
+        self.order = point_group_size(group)
+        self.group, self.lifting = group, lifting
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.stride, self.padding = stride, padding
+        in_orientations = 1 if lifting else self.order
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, in_orientations, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        table, inverse = _tables(self.order)
+        # index[h, k]: which learned input orientation feeds input orientation k for output orientation h
+        index = torch.tensor([[table[inverse[h] * self.order + k] for k in range(self.order)] for h in range(self.order)])
+        self.register_buffer("_input_permutation", index, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        fan_in = self.weight[0].numel()
+        nn.init.kaiming_uniform_(self.weight.view(self.out_channels, -1), a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(fan_in)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def filters(self) -> Tensor:
+        """The assembled filter bank ``[C_out * |H|, C_in * (1 or |H|), k, k]`` (output index ``c * |H| + h``)."""
+        banks = []
+        for h in range(self.order):
+            w = self.weight if self.lifting else self.weight[:, :, self._input_permutation[h]]
+            banks.append(transform_image(w, h))
+        w = torch.stack(banks, dim=1)  # [C_out, |H|, C_in, in_orientations, k, k]
+        return w.reshape(self.out_channels * self.order, -1, self.kernel_size, self.kernel_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        expected = 4 if self.lifting else 5
+        if x.dim() != expected or x.shape[1] != self.in_channels or (not self.lifting and x.shape[2] != self.order):
+            shape = "(B, C_in, H, W)" if self.lifting else f"(B, C_in, {self.order}, H, W)"
+            raise ValueError(f"x: expected shape {shape} with C_in = {self.in_channels}, got {tuple(x.shape)}")
+        if not self.lifting:
+            x = x.flatten(1, 2)
+        out = F.conv2d(x, self.filters(), stride=self.stride, padding=self.padding)
+        out = out.view(x.shape[0], self.out_channels, self.order, *out.shape[-2:])
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1, 1)
+        return out
+
+    def extra_repr(self) -> str:
+        kind = "Z2 -> " if self.lifting else ""
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, {kind}{self.group}, "
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")  # fmt: skip
+
+
+def coset_max_pool(x: Tensor) -> Tensor:
+    r"""Max over the group axis: ``[B, C, |H|, H, W] -> [B, C, H, W]``, invariant to the point group's permutation (a :math:`\mathbb{Z}^2` feature map)."""
+    if x.dim() != 5:
+        raise ValueError(f"x: expected a group feature map (B, C, |H|, H, W), got shape {tuple(x.shape)}")
+    return x.max(dim=2).values

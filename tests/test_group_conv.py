@@ -1,0 +1,78 @@
+import pytest
+import torch
+
+from pyg_implicit.models import match_budget
+from pyg_implicit.models.gcnn import GCNN
+from pyg_implicit.nn.group_conv import GroupConv2d, coset_max_pool, point_group_size, transform_group_map, transform_image
+from pyg_implicit.training import count_parameters
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_actions_compose_as_the_group_law(group):
+    """L_a L_b = L_ab on group maps, with the table read off the image actions; rotations have order 4."""
+    n = point_group_size(group)
+    x = torch.randn(2, 3, n, 5, 5)
+    from pyg_implicit.nn.group_conv import _tables
+
+    table, inverse = _tables(n)
+    for a in range(n):
+        for b in range(n):
+            torch.testing.assert_close(transform_group_map(transform_group_map(x, b, group), a, group),
+                                       transform_group_map(x, table[a * n + b], group), rtol=0, atol=0)  # fmt: skip
+        assert table[a * n + inverse[a]] == 0
+    assert table[1 * n + 1] == 2 and table[1 * n + 3] == 0  # r r = r^2, r r^3 = e
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+@pytest.mark.parametrize("kernel_size, padding, size", [(3, 1, 9), (4, 0, 10), (5, 2, 8)])
+def test_lifting_and_group_convolutions_are_equivariant(float64, group, kernel_size, padding, size):
+    lift = GroupConv2d(3, 5, kernel_size, group, lifting=True, padding=padding)
+    conv = GroupConv2d(5, 4, kernel_size, group, padding=padding)
+    x = torch.randn(2, 3, size, size)
+    y = lift(x)
+    z = conv(torch.relu(y))
+    for g in range(point_group_size(group)):
+        gx = transform_image(x, g)
+        torch.testing.assert_close(lift(gx), transform_group_map(y, g, group), rtol=0, atol=1e-12)
+        torch.testing.assert_close(conv(torch.relu(lift(gx))), transform_group_map(z, g, group), rtol=0, atol=1e-12)
+        # coset pooling leaves a plain image that rotates (and flips) with the input
+        torch.testing.assert_close(coset_max_pool(conv(torch.relu(lift(gx)))), transform_image(coset_max_pool(z), g), rtol=0, atol=1e-12)
+
+
+def test_group_convolution_is_not_invariant_without_pooling():
+    lift = GroupConv2d(1, 2, 3, "p4", lifting=True, padding=1)
+    x = torch.randn(1, 1, 7, 7)
+    assert (lift(transform_image(x, 1)) - transform_image(lift(x), 1)).abs().max() > 1e-3  # the group axis must move too
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match="group"):
+        GroupConv2d(1, 1, 3, "p6")
+    with pytest.raises(ValueError, match=r"x: expected shape \(B, C_in, 4, H, W\)"):
+        GroupConv2d(2, 1, 3, "p4")(torch.randn(1, 2, 8, 8))
+    with pytest.raises(ValueError, match="28, 28"):
+        GCNN("p4")(torch.randn(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_gcnn_logits_are_invariant(float64, group):
+    model = GCNN(group).eval()
+    x = torch.randn(3, 1, 28, 28)
+    for g in range(point_group_size(group)):
+        torch.testing.assert_close(model(transform_image(x, g)), model(x), rtol=0, atol=1e-10)
+
+
+def test_z2cnn_is_not_invariant(float64):
+    model = GCNN("z2").eval()
+    x = torch.randn(3, 1, 28, 28)
+    assert (model(transform_image(x, 1)) - model(x)).abs().max() > 1e-3
+
+
+def test_parameter_count_table():
+    """Z2CNN vs P4CNN vs P4MCNN: the paper's channels (20 / 10 / 7) and budget-matched ones (within 10%)."""
+    z2 = count_parameters(GCNN("z2"))
+    counts = {group: count_parameters(GCNN(group)) for group in ("p4", "p4m")}
+    assert z2 == 21750 and counts == {"p4": 24680, "p4m": 26799}
+    for group in ("p4", "p4m"):
+        model, channels = match_budget(lambda c: GCNN(group, c), z2)
+        assert abs(count_parameters(model) / z2 - 1) < 0.1
