@@ -1,0 +1,162 @@
+r"""Dense steerable convolutions with implicit kernels on pixel / voxel grids (paper sec. 3.5).
+
+The :math:`G`-equivariant kernel MLP (:class:`~pyg_implicit.nn.ImplicitKernel`) is evaluated at
+the centres of the :math:`k \times k` (or :math:`k^3`) window, and the resulting
+:math:`K(u) \in \mathbb{R}^{d_{out} \times d_{in}}` are the weights of ``conv2d`` / ``conv3d``:
+
+.. math::
+    f_{out}(p) = \sum_{u} K(s\,u)\, f_{in}(p + u) + b
+
+Grid coordinates: array axes ``(-2, -1)`` are :math:`(x, y)` of the plane :math:`z = 0` (2D), and
+axes ``(-3, -2, -1)`` are :math:`(x, y, z)` (3D); :math:`s` is the grid spacing in kernel units.
+Feature channels hold fields of O(3) irreps restricted to :math:`G` (``"8x0e+4x1o"``). The layer
+is exactly equivariant to the elements of :math:`G` that map the grid onto itself (for 2D: C4 and
+D4 about z; :func:`transform_field_image`); for other angles (``so2``) the error is that of
+resampling the rotated image, not of the kernel, which satisfies its constraint exactly.
+"""
+from __future__ import annotations
+
+import math
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..groups import Group, irreps_D
+from ._irreps import IrrepsLike, check_features
+from .kernel import ImplicitKernel
+
+__all__ = ["ImplicitConv2d", "ImplicitConv3d", "transform_field_image"]
+
+
+class _DenseImplicitConv(nn.Module):
+    dims: int
+
+    def __init__(
+        self,
+        in_irreps: IrrepsLike,
+        out_irreps: IrrepsLike,
+        kernel_size: int,
+        group: Union[str, Group] = "c4",
+        stride: int = 1,
+        padding: int = 0,
+        spacing: float = 0.5,
+        bias: bool = True,
+        **kernel_kwargs,
+    ) -> None:
+        super().__init__()
+        if not (isinstance(kernel_size, int) and kernel_size > 0):
+            raise ValueError(f"kernel_size: expected a positive int, got {kernel_size!r}")
+        self.kernel = ImplicitKernel(in_irreps, out_irreps, group, **kernel_kwargs)
+        self.irreps_in, self.irreps_out, self.group = self.kernel.irreps_in, self.kernel.irreps_out, self.kernel.group
+        self.kernel_size, self.stride, self.padding, self.spacing = kernel_size, stride, padding, spacing
+        centre = (kernel_size - 1) / 2
+        axes = torch.arange(kernel_size, dtype=torch.get_default_dtype()) - centre
+        grid = torch.stack(torch.meshgrid(*[axes] * self.dims, indexing="ij"), dim=-1).reshape(-1, self.dims)
+        grid = torch.cat([grid, grid.new_zeros(len(grid), 3 - self.dims)], dim=1)
+        self.register_buffer("grid", spacing * grid, persistent=False)  # [k^dims, 3]
+        # bias: coefficients on the G-invariant vectors of each output field
+        blocks = []
+        for (mul, ir), block in zip(self.irreps_out, self.irreps_out.slices()):
+            inv = self.group.invariant_basis(ir) if bias else torch.zeros(0, ir.dim)
+            blocks.extend((block.start + m * ir.dim, inv) for m in range(mul) if inv.shape[0])
+        self._bias_slices = [(start, inv.shape[1]) for start, inv in blocks]
+        for i, (_, inv) in enumerate(blocks):
+            self.register_buffer(f"bias_basis_{i}", inv.to(torch.get_default_dtype()), persistent=False)
+        self.bias = nn.Parameter(torch.zeros(sum(inv.shape[0] for _, inv in blocks))) if blocks else None
+
+    def reset_parameters(self) -> None:
+        self.kernel.reset_parameters()
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def weight(self) -> Tensor:
+        """The convolution weight ``[d_out, d_in, k, ..., k]`` from the kernel MLP at the grid centres."""
+        K = self.kernel.materialize(self.grid)  # [k^dims, d_out, d_in]
+        return K.permute(1, 2, 0).reshape(K.shape[1], K.shape[2], *[self.kernel_size] * self.dims)
+
+    def bias_vector(self) -> Tensor:
+        b = self.grid.new_zeros(self.irreps_out.dim)
+        offset = 0
+        for i, (start, dim) in enumerate(self._bias_slices):
+            inv = getattr(self, f"bias_basis_{i}")
+            b[start : start + dim] = self.bias[offset : offset + inv.shape[0]] @ inv
+            offset += inv.shape[0]
+        return b
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != self.dims + 2:
+            raise ValueError(f"x: expected shape (B, {self.irreps_in.dim}, {', '.join('S' * self.dims)}), got {tuple(x.shape)}")
+        check_features(x.movedim(1, -1), self.irreps_in.dim, "x", self.irreps_in)
+        conv = F.conv2d if self.dims == 2 else F.conv3d
+        out = conv(x, self.weight(), stride=self.stride, padding=self.padding)
+        if self.bias is not None:
+            out = out + self.bias_vector().view(1, -1, *[1] * self.dims)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"{self.irreps_in} -> {self.irreps_out}, kernel_size={self.kernel_size}, group={self.group.name}, "
+                f"stride={self.stride}, padding={self.padding}, spacing={self.spacing}")  # fmt: skip
+
+
+class ImplicitConv2d(_DenseImplicitConv):
+    r"""Steerable ``conv2d`` with an implicit kernel, for groups that preserve the plane :math:`z = 0`
+    (``c<N>``, ``d<N>``, ``so2``, ``o2``, ``cone``, ...; exact on the grid for C4 and D4).
+
+    Args:
+        in_irreps, out_irreps (str or Irreps): Fields per pixel (channels = their dimension).
+        kernel_size (int): Window size :math:`k`.
+        group (str or Group): The symmetry group. (default: ``"c4"``)
+        stride, padding (int): As for ``conv2d`` (exact equivariance needs symmetric padding and,
+            with stride :math:`s`, :math:`H + 2p - k` divisible by :math:`s`).
+        spacing (float): Distance between pixel centres in kernel units. (default: :obj:`0.5`)
+        bias (bool): A :math:`G`-invariant bias. (default: :obj:`True`)
+        **kernel_kwargs: Passed to :class:`~pyg_implicit.nn.ImplicitKernel` (``lmax``,
+            ``hidden_irreps``, ``mlp_layers``, ``activation``, ``sigma``).
+
+    Shapes:
+        - **input:** :math:`(B, d_{in}, H, W)`
+        - **output:** :math:`(B, d_{out}, H', W')`
+    """
+
+    dims = 2
+
+
+class ImplicitConv3d(_DenseImplicitConv):
+    r"""Steerable ``conv3d`` with an implicit kernel: as :class:`ImplicitConv2d` on voxel grids,
+    axes ``(-3, -2, -1)`` = :math:`(x, y, z)`; exact for the groups that map the cubic grid onto
+    itself (subgroups of ``oh``).
+
+    Shapes:
+        - **input:** :math:`(B, d_{in}, D, H, W)`
+        - **output:** :math:`(B, d_{out}, D', H', W')`
+    """
+
+    dims = 3
+
+
+def transform_field_image(x: Tensor, irreps: IrrepsLike, R: Tensor, mode: str = "bilinear") -> Tensor:
+    r""":math:`(g f)(p) = \rho(R) f(R^{-1} p)` for a 2D field image ``[B, d, H, W]`` (square, axes = :math:`(x, y)`).
+
+    ``R`` is a 3x3 matrix preserving the plane :math:`z = 0`. Pixels are resampled with
+    ``grid_sample`` (``align_corners=True``): exact when :math:`R` maps pixel centres onto pixel
+    centres (multiples of 90 degrees, mirrors), interpolated otherwise (zeros outside the image).
+    """
+    if x.dim() != 4 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"x: expected a square field image (B, d, H, H), got {tuple(x.shape)}")
+    R = R.to(x)
+    if not torch.allclose(R[2, :2], R.new_zeros(2), atol=1e-9) or not torch.allclose(R[:2, 2], R.new_zeros(2), atol=1e-9):
+        raise ValueError("R: expected a transformation that preserves the plane z = 0")
+    n = x.shape[-1]
+    coords = torch.linspace(-1.0, 1.0, n, dtype=x.dtype, device=x.device)
+    px, py = torch.meshgrid(coords, coords, indexing="ij")  # output pixel (x, y) in normalised units
+    source = torch.stack([px, py], dim=-1) @ R[:2, :2]  # R^{-1} p = R^T p, as rows: p^T R
+    grid = source.flip(-1).unsqueeze(0).expand(x.shape[0], -1, -1, -1)  # grid_sample wants (W, H) = (y, x)
+    if mode == "bilinear":  # snap to exact pixel centres when R permutes them, so 90-degree turns are exact
+        snapped = torch.round((source + 1) * (n - 1) / 2) * 2 / (n - 1) - 1
+        if torch.allclose(snapped, source, atol=1e-6):
+            grid = snapped.flip(-1).unsqueeze(0).expand(x.shape[0], -1, -1, -1)
+    moved = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=True)
+    D = irreps_D(irreps, R)
+    return torch.einsum("ij,bjhw->bihw", D.to(x), moved)
