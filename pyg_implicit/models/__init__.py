@@ -1,9 +1,11 @@
 """Networks composed from the package's layers, and the baselines the paper compares against."""
 from .budget import match_budget
+from .gcnn import GCNN
+from .image_cnn import SteerableImageCNN
 from .mpnn import MPNN
 from .pointcloud import PointCloudClassifier
 from .qm9 import QM9Net
 from .segnn import SEGNN
 from .steerable_cnn import SteerableCNN
 
-__all__ = ["MPNN", "PointCloudClassifier", "QM9Net", "SEGNN", "SteerableCNN", "match_budget"]
+__all__ = ["GCNN", "MPNN", "SteerableImageCNN", "PointCloudClassifier", "QM9Net", "SEGNN", "SteerableCNN", "match_budget"]

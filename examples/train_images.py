@@ -1,0 +1,131 @@
+"""Train an image classifier on rotated MNIST and write its test error to JSON.
+
+    python examples/train_images.py --model p4cnn                 # Z2CNN, P4CNN, P4MCNN, Z2CNN + IEN loss, implicit-kernel CNNs
+    python examples/train_images.py --model ik --group d4
+    python examples/train_images.py --model z2cnn-ien --ien-weight 1.0
+    torchrun --nproc_per_node 2 examples/train_images.py ...      # data parallel (not with z2cnn-ien)
+
+Every model is sized to the parameter count of the Z2CNN (within 10%). Saves best.pt and
+model.pt (the whole module: torch.load(path, weights_only=False) evaluates any (N, 1, 28, 28) tensor).
+"""
+import argparse
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+from torch_geometric.loader import DataLoader
+
+from pyg_implicit.datasets import RotatedMNIST
+from pyg_implicit.models import match_budget
+from pyg_implicit.models.gcnn import GCNN
+from pyg_implicit.models.image_cnn import SteerableImageCNN
+from pyg_implicit.nn.equivariance_loss import EquivarianceLoss, image_rotations, linear_warmup
+from pyg_implicit.training import TrainConfig, count_parameters, distributed, fit, rank_zero_first, seed_everything
+
+MODELS = ("z2cnn", "p4cnn", "p4mcnn", "z2cnn-ien", "ik")
+
+
+def hidden_irreps(k: int) -> str:
+    """The k-th field layout, adding one field at a time in the order 0e, 1o, 2e (k >= 3: at least one of each)."""
+    muls = [(k + 2 - i) // 3 for i in range(3)]
+    return "+".join(f"{m}x{ir}" for m, ir in zip(muls, ("0e", "1o", "2e")) if m)
+
+
+def build_model(name: str, size: int, group: str, kernel_width: int = 8) -> torch.nn.Module:
+    if name in ("z2cnn", "z2cnn-ien"):
+        return GCNN("z2", size)
+    if name in ("p4cnn", "p4mcnn"):
+        return GCNN(name[:-3], size)
+    if name == "ik":
+        kernel_hidden = f"{kernel_width}x0e+{kernel_width}x1o+{kernel_width}x2e"
+        return SteerableImageCNN(hidden_irreps(size), group, kernel_hidden_irreps=kernel_hidden)
+    raise ValueError(f"model: expected one of {MODELS}, got {name!r}")
+
+
+def sized_model(name: str, group: str, budget: int):
+    """The model closest to ``budget`` parameters: channels first, then (implicit kernels) the kernel MLP's width."""
+    model, size = match_budget(lambda s: build_model(name, s, group), budget)
+    if name != "ik":
+        return model, size, None
+    model, kernel_width = match_budget(lambda w: build_model(name, size, group, w), budget)
+    return model, size, kernel_width
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=MODELS, default="p4cnn")
+    parser.add_argument("--group", default="c4", help="group of the implicit-kernel CNN (c4, d4, so2, ...)")
+    parser.add_argument("--ien-weight", type=float, default=1.0, help="weight of the equivariance loss (z2cnn-ien)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--lr-step", type=int, default=10)
+    parser.add_argument("--lr-decay", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the weights and batches (the data split is fixed)")
+    parser.add_argument("--train-size", type=int, help="use fewer training images (quick runs)")
+    parser.add_argument("--test-size", type=int, help="use fewer test images (quick runs)")
+    parser.add_argument("--npz-path", help="default: ../shared/data/mnist/mnist_train60k_grouped_by_label.npz")
+    parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_MNIST_ROOT", "data_cache/rotated_mnist"))
+    parser.add_argument("--out-dir", help="default: runs/images/<model>[-<group>]_s<seed>")
+    parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+@torch.no_grad()
+def error_rate(model, dataset, batch_size: int) -> float:
+    model.eval()
+    device = next(model.parameters()).device
+    wrong = sum(int((model(b.x.to(device)).argmax(-1) != b.y.to(device)).sum()) for b in DataLoader(dataset, batch_size=batch_size))
+    return wrong / len(dataset)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    tag = args.model + (f"-{args.group}" if args.model == "ik" else "")
+    out_dir = args.out_dir or os.path.join("runs", "images", f"{tag}_s{args.seed}")
+    with distributed() as (rank, _):
+        with rank_zero_first():  # rank 0 builds and caches the rotated digits, the others then load them
+            sizes = {"train": args.train_size, "val": None, "test": args.test_size}
+            splits = [RotatedMNIST(args.data_root, split, args.npz_path, num_samples=sizes[split]) for split in ("train", "val", "test")]
+        seed_everything(args.seed)  # the initial weights depend on the seed too
+        budget = count_parameters(GCNN("z2"))
+        if args.model in ("z2cnn", "z2cnn-ien"):
+            model, size, kernel_width = build_model(args.model, 20, args.group), 20, None
+        else:
+            model, size, kernel_width = sized_model(args.model, args.group, budget)
+        ien = None
+        if args.model == "z2cnn-ien":  # logits invariant, hidden maps equivariant with channels as 5 x 4 orientations
+            sample, rotate = image_rotations("c4")
+            _, regular = image_rotations("c4", regular_channels=True)
+            layers = {"": lambda y, g: y, "convs.2": regular, "convs.4": regular}
+            ien = EquivarianceLoss(model, rotate, layers, sample, weight=args.ien_weight,
+                                   schedule=linear_warmup(len(splits[0]) // args.batch_size))  # fmt: skip
+
+        def loss_fn(net, batch):
+            if ien is not None and net.training:
+                logits, penalty = ien(batch.x)
+                return F.cross_entropy(logits, batch.y) + penalty, batch.num_graphs
+            return F.cross_entropy(net(batch.x), batch.y), batch.num_graphs
+
+        config = TrainConfig(
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+            lr_step=args.lr_step, lr_decay=args.lr_decay, seed=args.seed, out_dir=out_dir, resume=args.resume,
+            progress=not args.no_progress,
+            extra={"task": "rotated_mnist", "model": tag, "size": size, "kernel_width": kernel_width, "sizes": [len(s) for s in splits],
+                   "ien_weight": args.ien_weight if ien is not None else None},
+        )  # fmt: skip
+        metrics = fit(model, *splits, loss_fn, config)
+        metrics["test_error"] = error_rate(model, splits[2], 256)
+    if rank == 0:
+        torch.save(model.cpu(), os.path.join(out_dir, "model.pt"))
+        with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=1)
+    print(json.dumps({"model": tag, "size": size, "parameters": count_parameters(model), "test_error": metrics["test_error"]}))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

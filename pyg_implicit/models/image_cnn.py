@@ -1,0 +1,77 @@
+r"""A steerable CNN for images with implicit kernels (paper sec. 3.5), in the layout of the G-CNN networks."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+from e3nn import nn as e3nn_nn
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..groups import Group
+from ..nn import NormGate
+from ..nn._irreps import IrrepsLike, as_irreps
+from ..nn.dense_conv import ImplicitConv2d
+
+
+class SteerableImageCNN(nn.Module):
+    r"""Seven :class:`~pyg_implicit.nn.dense_conv.ImplicitConv2d` layers (3x3, the last 4x4) with
+    equivariant batch norm and gated nonlinearity, 2x2 max pooling of the field norms' pixels after
+    the second (:math:`28 \to 26 \to 24 \to 12 \to 10 \to 8 \to 6 \to 4 \to 1`); the last layer
+    returns ``num_classes`` invariant scalars. For C4 / D4 the logits are exactly invariant to
+    90-degree rotations (and flips) of the input; for ``so2`` up to resampling.
+
+    Pooling picks, per field, the pixel of largest norm in each 2x2 window (so fields stay fields).
+
+    Args:
+        hidden_irreps (str or Irreps): Fields per pixel in the hidden layers.
+        group (str or Group): A plane-preserving group (``c4``, ``d4``, ``so2``, ...). (default: ``"c4"``)
+        num_classes (int): Output logits. (default: :obj:`10`)
+        kernel_hidden_irreps (str or Irreps, optional): Hidden irreps of the kernels' G-MLP.
+        **kernel_kwargs: Passed to every :class:`~pyg_implicit.nn.dense_conv.ImplicitConv2d`.
+
+    Shapes:
+        - **input:** :math:`(B, 1, 28, 28)` (one scalar field)
+        - **output:** :math:`(B, \text{num\_classes})`
+    """
+
+    def __init__(
+        self,
+        hidden_irreps: IrrepsLike,
+        group: Union[str, Group] = "c4",
+        num_classes: int = 10,
+        kernel_hidden_irreps: Optional[IrrepsLike] = None,
+        **kernel_kwargs,
+    ) -> None:
+        super().__init__()
+        if kernel_hidden_irreps is not None:
+            kernel_kwargs["hidden_irreps"] = kernel_hidden_irreps
+        hidden = as_irreps(hidden_irreps, "hidden_irreps")
+        widths = [as_irreps("1x0e", "in")] + [hidden] * 6
+        self.convs = nn.ModuleList(ImplicitConv2d(a, b, 3, group, **kernel_kwargs) for a, b in zip(widths, widths[1:]))
+        self.norms = nn.ModuleList(e3nn_nn.BatchNorm(hidden) for _ in range(6))
+        self.gates = nn.ModuleList(NormGate(hidden) for _ in range(6))
+        self.out = ImplicitConv2d(hidden, f"{num_classes}x0e", 4, group, **kernel_kwargs)
+        self.group = self.out.group
+        self._field_dims = [ir.dim for mul, ir in hidden for _ in range(mul)]
+        channel_field = [f for f, dim in enumerate(self._field_dims) for _ in range(dim)]
+        self.register_buffer("_channel_field", torch.tensor(channel_field), persistent=False)
+
+    def _pool(self, x: Tensor) -> Tensor:
+        """2x2 max pooling of each field by its norm (the whole field moves with the chosen pixel)."""
+        b, c, h, w = x.shape
+        norms = torch.zeros(b, len(self._field_dims), h, w, dtype=x.dtype, device=x.device)
+        norms = norms.index_add(1, self._channel_field, x.pow(2))  # squared norm of every field
+        _, index = F.max_pool2d(norms, 2, return_indices=True)  # [B, fields, h/2, w/2], flat pixel indices
+        index = index[:, self._channel_field].flatten(2)  # the chosen pixel of each channel's field
+        return x.flatten(2).gather(2, index).view(b, c, h // 2, w // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1:] != (1, 28, 28):
+            raise ValueError(f"x: expected images of shape (B, 1, 28, 28), got {tuple(x.shape)}")
+        for i, (conv, norm, gate) in enumerate(zip(self.convs, self.norms, self.gates)):
+            x = conv(x).movedim(1, -1)
+            x = gate(norm(x)).movedim(-1, 1)
+            if i == 1:
+                x = self._pool(x)
+        return self.out(x).flatten(1)

@@ -1,0 +1,95 @@
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from pyg_implicit.datasets import RotatedMNIST
+from pyg_implicit.datasets.mnist import read_mnist, rotate_images
+from pyg_implicit.datasets.paths import shared_data_dir
+from pyg_implicit.models import SteerableImageCNN
+from pyg_implicit.nn.dense_conv import transform_field_image
+from pyg_implicit.nn.group_conv import transform_image
+from pyg_implicit.groups import rotation_z
+
+MNIST_DIR = os.path.join(shared_data_dir(), "mnist")
+NPZ = os.path.join(MNIST_DIR, "mnist_train60k_grouped_by_label.npz")
+needs_data = pytest.mark.skipif(not os.path.exists(NPZ), reason=f"shared MNIST data not found at {NPZ}")
+
+
+@needs_data
+def test_canonical_order_and_disjoint_seeded_splits(tmp_path):
+    images, labels = read_mnist(NPZ, os.path.join(MNIST_DIR, "train-labels-idx1-ubyte.gz"))
+    assert labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # the famous first ten training labels
+    grouped, _ = read_mnist(NPZ)
+    assert {bytes(a) for a in images[::997]} <= {bytes(a) for a in grouped}  # the same images, reordered
+    splits = {s: RotatedMNIST(str(tmp_path), s, num_samples=300) for s in ("train", "val", "test")}
+    angles = torch.cat([d.angle for d in splits["train"]])
+    assert angles.min() >= 0 and angles.max() < 2 * math.pi and angles.std() > 1.0
+    again = RotatedMNIST(str(tmp_path / "again"), "train", num_samples=300)
+    assert torch.equal(again._data.x, splits["train"]._data.x)  # seeded
+    digits = {s: {bytes((d.x * 255).round().byte().numpy()) for d in ds} for s, ds in splits.items()}
+    assert not (digits["train"] & digits["val"] or digits["train"] & digits["test"])
+    assert splits["train"][0].x.shape == (1, 1, 28, 28) and 0 <= splits["train"][0].x.min() and splits["train"][0].x.max() <= 1
+
+
+def test_rotate_images_quarter_turn_is_exact():
+    x = torch.rand(2, 1, 28, 28, dtype=torch.float64)
+    turned = rotate_images(x, torch.full((2,), math.pi / 2, dtype=torch.float64))
+    assert min((turned - torch.rot90(x, k, dims=(-2, -1))).abs().max() for k in (1, 3)) < 1e-6
+
+
+def test_missing_or_corrupt_mnist_gives_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="MNIST archive not found"):
+        RotatedMNIST(str(tmp_path / "a"), npz_path=str(tmp_path / "none.npz"))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="unreadable"):
+        RotatedMNIST(str(tmp_path / "b"), npz_path=str(bad))
+    with pytest.raises(ValueError, match="split"):
+        RotatedMNIST(str(tmp_path / "c"), split="dev")
+
+
+@pytest.mark.parametrize("group, elements", [("c4", range(4)), ("d4", range(8))])
+def test_steerable_image_cnn_logits_are_invariant_on_the_grid(float64, group, elements):
+    model = SteerableImageCNN("2x0e+1x1o+1x2e", group, kernel_hidden_irreps="4x0e+4x1o+4x2e").eval()
+    x = torch.randn(2, 1, 28, 28)
+    y = model(x)
+    for g in elements:
+        torch.testing.assert_close(model(transform_image(x, g)), y, rtol=0, atol=1e-10)
+
+
+def test_steerable_image_cnn_for_c4_is_not_invariant_to_mirrors(float64):
+    model = SteerableImageCNN("2x0e+1x1o+1x2e", "c4", kernel_hidden_irreps="4x0e+4x1o+4x2e").eval()
+    x = torch.randn(2, 1, 28, 28)
+    assert (model(transform_image(x, 4)) - model(x)).abs().max() > 1e-4
+
+
+def test_field_pooling_keeps_fields_together(float64):
+    """Pooling by field norm commutes with rotating the field image (vectors rotate as a whole)."""
+    model = SteerableImageCNN("1x0e+1x1o", "c4")
+    x = torch.randn(1, 4, 8, 8)
+    R = rotation_z(math.pi / 2).double()
+    torch.testing.assert_close(model._pool(transform_field_image(x, "1x0e+1x1o", R)),
+                               transform_field_image(model._pool(x), "1x0e+1x1o", R), rtol=0, atol=1e-12)  # fmt: skip
+
+
+@needs_data
+@pytest.mark.parametrize("model", ["p4mcnn", "z2cnn-ien", "ik"])
+def test_train_images_runs_and_the_saved_model_loads(tmp_path, model):
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+    from train_images import main
+
+    metrics = main(["--model", model, "--group", "c4", "--epochs", "2", "--train-size", "64", "--test-size", "64",
+                    "--batch-size", "32", "--data-root", str(tmp_path / "data"), "--out-dir", str(tmp_path / "run"),
+                    "--no-progress"])  # fmt: skip
+    assert len(metrics["history"]) == 2 and 0 <= metrics["test_error"] <= 1
+    with open(tmp_path / "run" / "metrics.json") as f:
+        extra = json.load(f)["config"]["extra"]
+    assert extra["model"].startswith(model.split("-")[0])
+    loaded = torch.load(tmp_path / "run" / "model.pt", weights_only=False).eval()  # the documented one-liner
+    assert loaded(torch.rand(5, 1, 28, 28)).shape == (5, 10)
