@@ -18,6 +18,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_modelnet import main as train  # noqa: E402
 
+from pyg_implicit.training import run_once  # noqa: E402
+
 GROUPS = ["so2", "o2", "cone", "cyl", "fullcyl", "inv", "so3", "o3", "c4", "d4", "o", "oh"]
 PRESETS = {
     "cpu": dict(points=128, levels=[128, 64, 32, 16, 8, 4], k=8, epochs=30, lr_step=10, seeds=[0, 1, 2]),
@@ -49,13 +51,7 @@ def main() -> None:
         for group in args.groups:
             for kernel in args.kernels:
                 run_dir = os.path.join(out_dir, f"{kernel}-{group}_s{seed}")
-                path = os.path.join(run_dir, "metrics.json")
-                if os.path.exists(path):
-                    with open(path) as f:
-                        metrics = json.load(f)
-                else:
-                    resume = ["--resume"] if os.path.exists(os.path.join(run_dir, "last.pt")) else []
-                    metrics = train(common + ["--group", group, "--kernel", kernel, "--seed", str(seed), "--out-dir", run_dir] + resume)
+                metrics = run_once(run_dir, train, common + ["--group", group, "--kernel", kernel, "--seed", str(seed)])
                 extra = metrics["config"]["extra"]
                 results.setdefault(group, {}).setdefault(kernel, []).append(
                     {"seed": seed, "test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"], "parameters": metrics["parameters"],

@@ -21,7 +21,7 @@ from train_nbody import main as train  # noqa: E402
 
 from pyg_implicit.datasets.nbody import STIFFNESS_VALUES  # noqa: E402
 from pyg_implicit.models.nbody import nbody_model  # noqa: E402
-from pyg_implicit.training import count_parameters  # noqa: E402
+from pyg_implicit.training import count_parameters, run_once  # noqa: E402
 
 ALL_MODELS = ["ik-so2", "ik-cone", "ik-o3", "segnn", "mpnn"]
 PRESETS = {
@@ -66,17 +66,10 @@ def main() -> None:
         for spec in models:
             model, group = split_spec(spec)
             for seed in seeds:
-                run_dir = os.path.join(out_dir, f"{spec}_k{k:g}_s{seed}")
-                path = os.path.join(run_dir, "metrics.json")
-                if os.path.exists(path):
-                    with open(path) as f:
-                        metrics = json.load(f)
-                else:
-                    metrics = train(["--model", model, "--group", group, "--stiffness", str(k), "--budget", str(budget),
-                                     "--epochs", str(epochs), "--lr", str(lr), "--lr-step", str(lr_step), "--train-size", str(train_size),
-                                     "--batch-size", str(args.batch_size), "--seed", str(seed), "--out-dir", run_dir,
-                                     "--data-root", args.data_root, "--no-progress"]
-                                    + (["--resume"] if os.path.exists(os.path.join(run_dir, "last.pt")) else []))  # fmt: skip
+                metrics = run_once(os.path.join(out_dir, f"{spec}_k{k:g}_s{seed}"), train, [
+                    "--model", model, "--group", group, "--stiffness", str(k), "--budget", str(budget), "--epochs", str(epochs),
+                    "--lr", str(lr), "--lr-step", str(lr_step), "--train-size", str(train_size), "--batch-size", str(args.batch_size),
+                    "--seed", str(seed), "--data-root", args.data_root, "--no-progress"])  # fmt: skip
                 results.setdefault(spec, {}).setdefault(f"{k:g}", []).append(
                     {"seed": seed, "test_mse": metrics["test_loss"], "parameters": metrics["parameters"],
                      "best_epoch": metrics["best_epoch"], "seconds": metrics["train_seconds"]}  # fmt: skip

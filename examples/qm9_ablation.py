@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_qm9 import build_model, main as train, parse_args as train_args  # noqa: E402
 
-from pyg_implicit.training import count_parameters  # noqa: E402
+from pyg_implicit.training import count_parameters, run_once  # noqa: E402
 from pyg_implicit.transforms.molecule import UNITS  # noqa: E402
 
 VARIANTS = {  # label: train_qm9.py flags
@@ -55,13 +55,7 @@ def main() -> None:
         for label in args.variants:
             flags = VARIANTS[label]
             run_dir = os.path.join(args.out_dir, f"{label.replace(' ', '').replace('+', '_')}_s{seed}")
-            path = os.path.join(run_dir, "metrics.json")
-            if os.path.exists(path):
-                with open(path) as f:
-                    metrics = json.load(f)
-            else:
-                resume = ["--resume"] if os.path.exists(os.path.join(run_dir, "last.pt")) else []
-                metrics = train(common + flags + ["--budget", str(budget), "--seed", str(seed), "--out-dir", run_dir] + resume)
+            metrics = run_once(run_dir, train, common + flags + ["--budget", str(budget), "--seed", str(seed)])
             results.setdefault(label, []).append({"seed": seed, "test_mae": metrics["test_mae"], "parameters": metrics["parameters"],
                                                   "width": metrics["config"]["extra"]["width"], "seconds": metrics["train_seconds"]})  # fmt: skip
             print(f"{label:>30} seed={seed} test MAE {metrics['test_mae']:.1f} {UNITS[args.target]} "

@@ -18,7 +18,7 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Tuple
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-__all__ = ["TrainConfig", "fit", "evaluate", "seed_everything", "distributed", "rank_zero_first", "count_parameters"]
+__all__ = ["TrainConfig", "fit", "evaluate", "seed_everything", "distributed", "rank_zero_first", "count_parameters", "run_once"]
 
 LossFn = Callable[[nn.Module, object], Tuple[Tensor, int]]
 
@@ -193,3 +193,15 @@ def fit(
         with open(os.path.join(config.out_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=1)
     return metrics
+
+
+def run_once(run_dir: str, train: Callable[[List[str]], dict], argv: List[str]) -> dict:
+    """Metrics of the run in ``run_dir``: read from its ``metrics.json`` when it finished, else
+    ``train(argv + ["--out-dir", run_dir])``, with ``--resume`` when an interrupted run left a
+    ``last.pt``. Lets a sweep of example scripts stop and continue where it was."""
+    path = os.path.join(run_dir, "metrics.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    resume = ["--resume"] if os.path.exists(os.path.join(run_dir, "last.pt")) else []
+    return train(list(argv) + ["--out-dir", run_dir] + resume)

@@ -6,7 +6,6 @@ import torch.nn.functional as F
 
 from pyg_implicit.groups import get_group, rotation_z
 from pyg_implicit.nn.dense_conv import ImplicitConv2d, ImplicitConv3d, transform_field_image
-from pyg_implicit.testing import equivariance_error
 
 MIRROR = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))  # d<N>'s flip: a half-turn about x maps (x, y) to (x, -y)
 

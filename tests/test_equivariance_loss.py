@@ -4,7 +4,7 @@ from torch import nn
 
 from pyg_implicit.models.gcnn import GCNN
 from pyg_implicit.nn.equivariance_loss import EquivarianceLoss, image_rotations, irreps_action, linear_warmup
-from pyg_implicit.nn.group_conv import GroupConv2d, transform_image
+from pyg_implicit.nn.group_conv import GroupConv2d
 from pyg_implicit.testing import equivariance_error
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pyg_implicit.groups import get_group, irreps_D
+from pyg_implicit.groups import get_group
 from pyg_implicit.nn import (
     EquivariantLinear,
     EquivariantMLP,

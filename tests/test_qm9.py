@@ -10,7 +10,7 @@ from torch_geometric.transforms import Compose
 from pyg_implicit.chem import determine_bonds
 from pyg_implicit.datasets import QM9
 from pyg_implicit.datasets.paths import shared_data_dir
-from pyg_implicit.datasets.qm9 import PROPERTY_NAMES, read_qm9_npz, read_qm9pack_csv
+from pyg_implicit.datasets.qm9 import PROPERTY_NAMES, read_qm9pack_csv
 from pyg_implicit.groups import get_group
 from pyg_implicit.models import QM9Net
 from pyg_implicit.testing import assert_equivariant, equivariance_error

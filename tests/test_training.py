@@ -44,3 +44,25 @@ def test_distributed_data_parallel_two_processes_gloo(tmp_path):
     with open(out / "metrics.json") as f:
         metrics = json.load(f)
     assert metrics["world_size"] == 2 and len(metrics["history"]) == 2
+
+
+def test_run_once_reuses_finished_runs_and_resumes_interrupted_ones(tmp_path):
+    import json
+
+    from pyg_implicit.training import run_once
+
+    calls = []
+
+    def train(argv):
+        calls.append(argv)
+        out = argv[argv.index("--out-dir") + 1]
+        with open(os.path.join(out, "metrics.json"), "w") as f:
+            json.dump({"test_loss": 1.5}, f)
+        return {"test_loss": 1.5}
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "last.pt").write_bytes(b"")  # an interrupted run
+    assert run_once(str(run_dir), train, ["--epochs", "3"]) == {"test_loss": 1.5}
+    assert calls == [["--epochs", "3", "--out-dir", str(run_dir), "--resume"]]
+    assert run_once(str(run_dir), train, ["--epochs", "3"]) == {"test_loss": 1.5} and len(calls) == 1  # read, not rerun

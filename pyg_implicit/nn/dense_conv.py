@@ -16,7 +16,6 @@ resampling the rotated image, not of the kernel, which satisfies its constraint 
 """
 from __future__ import annotations
 
-import math
 from typing import Union
 
 import torch

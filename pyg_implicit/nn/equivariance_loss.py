@@ -15,7 +15,7 @@ times a schedule of the training step. The same mechanism trains a plain MLP to 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn

@@ -2,7 +2,7 @@ r"""Transforms of molecular graphs (PyG ``BaseTransform``\ s): one-hot atoms and
 in the units of the literature, target standardisation, and a radius graph that keeps bond types."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Sequence, Union
 
 import torch
 from torch import Tensor
