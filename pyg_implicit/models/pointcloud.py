@@ -13,6 +13,7 @@ from ..groups import Group, get_group
 from ..nn import EquivariantLinear, ImplicitConv, StandardConv
 from ..nn._irreps import IrrepsLike, as_irreps
 from ..nn.activation import activation as make_activation
+from ..transforms.pointcloud import PointHierarchy
 
 
 class PointCloudClassifier(nn.Module):
@@ -79,7 +80,7 @@ class PointCloudClassifier(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(readout, readout), nn.SiLU(), nn.Linear(readout, num_classes))
 
     def forward(self, data) -> Tensor:
-        levels = sum(1 for key in data.keys() if key.startswith("index_"))
+        levels = data.num_levels if isinstance(data, PointHierarchy) else 0
         if levels != self.num_layers:
             raise ValueError(f"data: expected a PointHierarchy with {self.num_layers} levels (KNNHierarchy sizes), got {levels}")
         pos = data.pos
