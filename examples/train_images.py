@@ -2,7 +2,7 @@
 
     python examples/train_images.py --model p4cnn                 # Z2CNN, P4CNN, P4MCNN, Z2CNN + IEN loss, implicit-kernel CNNs
     python examples/train_images.py --model ik --group d4
-    python examples/train_images.py --model z2cnn-ien --ien-weight 1.0
+    python examples/train_images.py --model z2cnn-ien --ien-weight 0.1
     torchrun --nproc_per_node 2 examples/train_images.py ...      # data parallel (not with z2cnn-ien)
 
 Every model is sized to the parameter count of the Z2CNN (within 10%). Saves best.pt and
@@ -56,7 +56,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=MODELS, default="p4cnn")
     parser.add_argument("--group", default="c4", help="group of the implicit-kernel CNN (c4, d4, so2, ...)")
-    parser.add_argument("--ien-weight", type=float, default=1.0, help="weight of the equivariance loss (z2cnn-ien)")
+    parser.add_argument("--ien-weight", type=float, default=0.1, help="weight of the equivariance loss (z2cnn-ien)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)

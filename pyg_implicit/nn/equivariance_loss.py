@@ -5,12 +5,15 @@ equivariance on the training data: for random group elements :math:`g`,
 
 .. math::
     \mathcal{L}_{eq} = \lambda(t) \frac{1}{|S|} \sum_{l \in S}
-    \frac{\lVert \Phi_l(\rho_{in}(g)\, x) - \rho_l(g)\, \Phi_l(x) \rVert^2}{\lVert \Phi_l(x) \rVert^2}
+    \frac{\lVert \Phi_l(\rho_{in}(g)\, x) - \rho_l(g)\, \Phi_l(x) \rVert^2}{\lVert \Phi_l(x) - \overline{\Phi_l(x)} \rVert^2}
 
 where :math:`\Phi_l` is the network up to layer :math:`l` (captured with forward hooks, so the
 network is unchanged), :math:`\rho_{in}` acts on the input and :math:`\rho_l` on layer
-:math:`l`'s output. The relative error makes the term scale-free; :math:`\lambda(t)` is a weight
-times a schedule of the training step. The same mechanism trains a plain MLP to equivariance
+:math:`l`'s output. Dividing by the spread of the features around their mean makes the term
+scale-free without a shortcut: against :math:`\lVert \Phi_l(x) \rVert^2` a network can shrink
+the ratio by adding a large constant to its features (an offset that batch norm removes again),
+which we saw wreck the evaluation-mode accuracy. :math:`\lambda(t)` is a weight times a schedule
+of the training step. The same mechanism trains a plain MLP to equivariance
 (paper sec. 3.3): use :func:`irreps_action` for inputs and outputs.
 """
 from __future__ import annotations
@@ -125,7 +128,8 @@ class EquivarianceLoss(nn.Module):
             _, moved = self._run(self.input_action(x, g))
             for name, act in self.layer_actions.items():
                 expected = act(reference[name], g)
-                penalty = penalty + (moved[name] - expected).pow(2).mean() / reference[name].pow(2).mean().clamp_min(1e-12)
+                spread = (reference[name] - reference[name].mean()).pow(2).mean()  # centred: a constant offset cannot hide errors
+                penalty = penalty + (moved[name] - expected).pow(2).mean() / spread.clamp_min(1e-12)
         penalty = penalty / (self.num_samples * len(self.layer_actions))
         scale = self.weight * (self.schedule(self.step) if self.schedule is not None else 1.0)
         if self.training:
