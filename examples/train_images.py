@@ -21,7 +21,7 @@ from pyg_implicit.models import match_budget
 from pyg_implicit.models.gcnn import GCNN
 from pyg_implicit.models.image_cnn import SteerableImageCNN
 from pyg_implicit.nn.equivariance_loss import EquivarianceLoss, image_rotations, linear_warmup
-from pyg_implicit.training import TrainConfig, count_parameters, distributed, fit, rank_zero_first, seed_everything
+from pyg_implicit.training import add_training_arguments, config_from_args, count_parameters, distributed, fit, rank_zero_first, seed_everything
 
 MODELS = ("z2cnn", "p4cnn", "p4mcnn", "z2cnn-ien", "ik")
 
@@ -57,20 +57,12 @@ def parse_args(argv=None):
     parser.add_argument("--model", choices=MODELS, default="p4cnn")
     parser.add_argument("--group", default="c4", help="group of the implicit-kernel CNN (c4, d4, so2, ...)")
     parser.add_argument("--ien-weight", type=float, default=0.1, help="weight of the equivariance loss (z2cnn-ien)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--lr-step", type=int, default=10)
-    parser.add_argument("--lr-decay", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0, help="seeds the weights and batches (the data split is fixed)")
+    add_training_arguments(parser, epochs=30, batch_size=128, lr=1e-3, weight_decay=1e-4, lr_step=10)
     parser.add_argument("--train-size", type=int, help="use fewer training images (quick runs)")
     parser.add_argument("--test-size", type=int, help="use fewer test images (quick runs)")
     parser.add_argument("--npz-path", help="default: ../shared/data/mnist/mnist_train60k_grouped_by_label.npz")
     parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_MNIST_ROOT", "data_cache/rotated_mnist"))
     parser.add_argument("--out-dir", help="default: runs/images/<model>[-<group>]_s<seed>")
-    parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
-    parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
 
@@ -110,13 +102,9 @@ def main(argv=None) -> dict:
                 return F.cross_entropy(logits, batch.y) + penalty, batch.num_graphs
             return F.cross_entropy(net(batch.x), batch.y), batch.num_graphs
 
-        config = TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-            lr_step=args.lr_step, lr_decay=args.lr_decay, seed=args.seed, out_dir=out_dir, resume=args.resume,
-            progress=not args.no_progress,
-            extra={"task": "rotated_mnist", "model": tag, "size": size, "kernel_width": kernel_width, "sizes": [len(s) for s in splits],
-                   "ien_weight": args.ien_weight if ien is not None else None},
-        )  # fmt: skip
+        extra = {"task": "rotated_mnist", "model": tag, "size": size, "kernel_width": kernel_width, "sizes": [len(s) for s in splits],
+                 "ien_weight": args.ien_weight if ien is not None else None}  # fmt: skip
+        config = config_from_args(args, out_dir, extra)
         metrics = fit(model, *splits, loss_fn, config)
         metrics["test_error"] = error_rate(model, splits[2], 256)
     if rank == 0:

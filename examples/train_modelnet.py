@@ -22,7 +22,7 @@ from torch_geometric.transforms import Compose, FixedPoints
 
 from pyg_implicit.datasets import ModelNetPoints
 from pyg_implicit.models import PointCloudClassifier, match_budget
-from pyg_implicit.training import TrainConfig, count_parameters, distributed, fit, rank_zero_first, seed_everything
+from pyg_implicit.training import add_training_arguments, config_from_args, count_parameters, distributed, fit, rank_zero_first, seed_everything
 from pyg_implicit.transforms import KNNHierarchy, NormalizeUnitBall, RandomRotation
 
 
@@ -58,21 +58,13 @@ def parse_args(argv=None):
     parser.add_argument("--k", type=int, default=16, help="neighbours per point")
     parser.add_argument("--augment", default="so2", help="group of the training rotations ('trivial': none)")
     parser.add_argument("--test-rotation", default="trivial", help="group of the test rotations")
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--lr-step", type=int, default=25)
-    parser.add_argument("--lr-decay", type=float, default=0.5)
+    add_training_arguments(parser, epochs=200, batch_size=32, lr=1e-3, weight_decay=1e-4, lr_step=25)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--source", default="auto", choices=["auto", "resampled", "mesh", "npz"])
     parser.add_argument("--max-points", type=int, default=2048, help="points stored per shape")
     parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_MODELNET_ROOT", "data_cache/modelnet"))
     parser.add_argument("--out-dir", help="default: runs/modelnet/<kernel>-<group>_s<seed>")
-    parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
-    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.levels[0] > args.points:
         parser.error(f"--levels: the first level ({args.levels[0]}) cannot exceed --points ({args.points})")
@@ -111,15 +103,11 @@ def main(argv=None) -> dict:
         def loss_fn(model, batch):
             return F.cross_entropy(model(batch), batch.y, label_smoothing=args.label_smoothing), batch.num_graphs
 
-        config = TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-            lr_step=args.lr_step, lr_decay=args.lr_decay, seed=args.seed, out_dir=out_dir, resume=args.resume,
-            progress=not args.no_progress,
-            extra={"task": "modelnet", "group": args.group, "kernel": args.kernel, "width": width, "readout": readout,
-                   "sizes": [len(train_set), len(val_set), len(test_set)], "augment": args.augment,
-                   "test_rotation": args.test_rotation, "points": args.points, "levels": args.levels, "k": args.k,
-                   "data": train_all.report},
-        )  # fmt: skip
+        extra = {"task": "modelnet", "group": args.group, "kernel": args.kernel, "width": width, "readout": readout,
+                 "sizes": [len(train_set), len(val_set), len(test_set)], "augment": args.augment,
+                 "test_rotation": args.test_rotation, "points": args.points, "levels": args.levels, "k": args.k,
+                 "data": train_all.report}  # fmt: skip
+        config = config_from_args(args, out_dir, extra)
         metrics = fit(model, train_set, val_set, test_set, loss_fn, config)
         torch.manual_seed(args.seed)  # the test set's sampling and rotations
         metrics["test_accuracy"] = accuracy(model, test_set, args.batch_size)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from pyg_implicit.datasets import NBodyConstrained
 from pyg_implicit.models import match_budget
 from pyg_implicit.models.nbody import MODELS, nbody_model
-from pyg_implicit.training import TrainConfig, count_parameters, distributed, fit, rank_zero_first, seed_everything
+from pyg_implicit.training import add_training_arguments, config_from_args, count_parameters, distributed, fit, rank_zero_first, seed_everything
 
 
 def mse(model, batch):
@@ -27,19 +27,11 @@ def parse_args(argv=None):
     parser.add_argument("--stiffness", type=float, default=100.0)
     parser.add_argument("--width", type=int, default=8, help="hidden multiplicity (ignored with --budget)")
     parser.add_argument("--budget", type=int, help="choose the width whose parameter count is closest to this")
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--weight-decay", type=float, default=1e-12)
-    parser.add_argument("--lr-step", type=int, default=25)
-    parser.add_argument("--lr-decay", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0)
+    add_training_arguments(parser, epochs=200, batch_size=128, lr=5e-4, weight_decay=1e-12, lr_step=25)
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--eval-size", type=int, default=128, help="systems in the validation and in the test set")
     parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_DATA", "data_cache/nbody"))
     parser.add_argument("--out-dir", help="default: runs/nbody/<model>[-<group>]_k<stiffness>_s<seed>")
-    parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
-    parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
 
@@ -54,12 +46,8 @@ def main(argv=None) -> dict:
         seed_everything(args.seed)  # the initial weights depend on the seed too
         build = lambda width: nbody_model(args.model, width, args.group)  # noqa: E731
         model, width = match_budget(build, args.budget) if args.budget else (build(args.width), args.width)
-        config = TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-            lr_step=args.lr_step, lr_decay=args.lr_decay, seed=args.seed, out_dir=out_dir, resume=args.resume,
-            progress=not args.no_progress,
-            extra={"task": "nbody", "model": tag, "stiffness": args.stiffness, "width": width},
-        )  # fmt: skip
+        extra = {"task": "nbody", "model": tag, "stiffness": args.stiffness, "width": width}  # fmt: skip
+        config = config_from_args(args, out_dir, extra)
         metrics = fit(model, *splits, mse, config)
     print(json.dumps({"model": tag, "stiffness": args.stiffness, "width": width,
                       "parameters": count_parameters(model), "test_mse": metrics["test_loss"]}))  # fmt: skip

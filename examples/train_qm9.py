@@ -19,7 +19,7 @@ from torch_geometric.transforms import Compose
 
 from pyg_implicit.datasets import QM9
 from pyg_implicit.models import QM9Net, match_budget
-from pyg_implicit.training import TrainConfig, count_parameters, distributed, fit, rank_zero_first, seed_everything
+from pyg_implicit.training import add_training_arguments, config_from_args, count_parameters, distributed, fit, rank_zero_first, seed_everything
 from pyg_implicit.transforms import AtomOneHot, BondOneHot, QM9Targets, RadiusGraph, StandardizeTargets
 from pyg_implicit.transforms.molecule import QM9_TARGETS, UNITS
 
@@ -52,13 +52,7 @@ def parse_args(argv=None):
     parser.add_argument("--kernel-hidden", default="8x0e+8x1o+8x2e", help="hidden irreps of the implicit kernels' G-MLP")
     parser.add_argument("--readout", type=int, default=128, help="invariant features per atom and width of the final MLP")
     parser.add_argument("--radius", type=float, help="use a radius graph of this cutoff (Angstrom) instead of the bonds")
-    parser.add_argument("--epochs", type=int, default=125)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--weight-decay", type=float, default=1e-8)
-    parser.add_argument("--lr-step", type=int, default=25)
-    parser.add_argument("--lr-decay", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0, help="seeds the weights and the batches; the split is fixed (--split-seed)")
+    add_training_arguments(parser, epochs=125, batch_size=128, lr=5e-4, weight_decay=1e-8, lr_step=25)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--train-size", type=int, help="default: the standard 110,000")
     parser.add_argument("--val-size", type=int, help="default: the standard 10,000")
@@ -67,8 +61,6 @@ def parse_args(argv=None):
     parser.add_argument("--npz-path", help="default: ../shared/data/qm9/qm9_full_130831.npz")
     parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_QM9_ROOT", "data_cache/qm9"))
     parser.add_argument("--out-dir", help="default: runs/qm9/<target>_<variant>_s<seed>")
-    parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
-    parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
 
@@ -90,14 +82,10 @@ def main(argv=None) -> dict:
             split.transform = Compose([base, standardize])
         seed_everything(args.seed)  # the initial weights depend on the seed too
         model, width = match_budget(lambda w: build_model(w, args), args.budget) if args.budget else (build_model(args.width, args), args.width)
-        config = TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-            lr_step=args.lr_step, lr_decay=args.lr_decay, seed=args.seed, out_dir=out_dir, resume=args.resume,
-            progress=not args.no_progress,
-            extra={"task": "qm9", "target": args.target, "unit": UNITS[args.target], "variant": variant_name(args),
-                   "width": width, "sizes": [len(s) for s in splits], "standardize": standardize.state_dict(),
-                   "bond_report": {k: v for k, v in dataset.bond_report.items() if not k.endswith("_ids")}},
-        )  # fmt: skip
+        extra = {"task": "qm9", "target": args.target, "unit": UNITS[args.target], "variant": variant_name(args),
+                 "width": width, "sizes": [len(s) for s in splits], "standardize": standardize.state_dict(),
+                 "bond_report": {k: v for k, v in dataset.bond_report.items() if not k.endswith("_ids")}}  # fmt: skip
+        config = config_from_args(args, out_dir, extra)
         metrics = fit(model, *splits, l1, config)
     scale = standardize.std.item()  # L1 of standardised values times the std is the MAE in the target's unit
     metrics.update(test_mae=metrics["test_loss"] * scale, val_mae=metrics["best_val_loss"] * scale)
