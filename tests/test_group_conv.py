@@ -62,10 +62,11 @@ def test_gcnn_logits_are_invariant(float64, group):
         torch.testing.assert_close(model(transform_image(x, g)), model(x), rtol=0, atol=1e-10)
 
 
-def test_z2cnn_is_not_invariant(float64):
-    model = GCNN("z2").eval()
+def test_z2cnn_is_not_invariant_and_p4cnn_not_to_mirrors(float64):
     x = torch.randn(3, 1, 28, 28)
-    assert (model(transform_image(x, 1)) - model(x)).abs().max() > 1e-3
+    z2, p4 = GCNN("z2").eval(), GCNN("p4").eval()
+    assert (z2(transform_image(x, 1)) - z2(x)).abs().max() > 1e-3
+    assert (p4(transform_image(x, 4)) - p4(x)).abs().max() > 1e-3  # element 4: the mirror, outside p4
 
 
 def test_parameter_count_table():
