@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..groups import Group, irreps_D
 from ._irreps import IrrepsLike, check_features
 from .kernel import ImplicitKernel
+from .linear import invariant_bias_vector, register_invariant_bias
 
 __all__ = ["ImplicitConv2d", "ImplicitConv3d", "transform_field_image"]
 
@@ -55,15 +56,8 @@ class _DenseImplicitConv(nn.Module):
         grid = torch.stack(torch.meshgrid(*[axes] * self.dims, indexing="ij"), dim=-1).reshape(-1, self.dims)
         grid = torch.cat([grid, grid.new_zeros(len(grid), 3 - self.dims)], dim=1)
         self.register_buffer("grid", spacing * grid, persistent=False)  # [k^dims, 3]
-        # bias: coefficients on the G-invariant vectors of each output field
-        blocks = []
-        for (mul, ir), block in zip(self.irreps_out, self.irreps_out.slices()):
-            inv = self.group.invariant_basis(ir) if bias else torch.zeros(0, ir.dim)
-            blocks.extend((block.start + m * ir.dim, inv) for m in range(mul) if inv.shape[0])
-        self._bias_slices = [(start, inv.shape[1]) for start, inv in blocks]
-        for i, (_, inv) in enumerate(blocks):
-            self.register_buffer(f"bias_basis_{i}", inv.to(torch.get_default_dtype()), persistent=False)
-        self.bias = nn.Parameter(torch.zeros(sum(inv.shape[0] for _, inv in blocks))) if blocks else None
+        self.bias = None
+        self._bias_fields = register_invariant_bias(self, self.irreps_out, self.group) if bias else ()
 
     def reset_parameters(self) -> None:
         self.kernel.reset_parameters()
@@ -76,13 +70,8 @@ class _DenseImplicitConv(nn.Module):
         return K.permute(1, 2, 0).reshape(K.shape[1], K.shape[2], *[self.kernel_size] * self.dims)
 
     def bias_vector(self) -> Tensor:
-        b = self.grid.new_zeros(self.irreps_out.dim)
-        offset = 0
-        for i, (start, dim) in enumerate(self._bias_slices):
-            inv = getattr(self, f"bias_basis_{i}")
-            b[start : start + dim] = self.bias[offset : offset + inv.shape[0]] @ inv
-            offset += inv.shape[0]
-        return b
+        """The :math:`G`-invariant bias ``[d_out]``."""
+        return invariant_bias_vector(self, self._bias_fields, self.irreps_out.dim).to(self.grid)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != self.dims + 2:

@@ -48,8 +48,8 @@ def image_rotations(group: str = "c4", regular_channels: bool = False) -> Tuple[
     Returns:
         ``(sample, action)``: ``sample(n)`` draws ``n`` elements (ints), ``action(x, g)`` applies one.
     """
-    order = point_group_size({"c4": "p4", "d4": "p4m"}.get(group, group))
-    name = "p4" if order == 4 else "p4m"
+    name = {"c4": "p4", "d4": "p4m"}.get(group, group)
+    order = point_group_size(name)
 
     def sample(n: int) -> list:
         return torch.randint(1, order, (n,)).tolist()  # the identity would add nothing

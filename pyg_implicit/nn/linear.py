@@ -2,14 +2,44 @@ r"""The :math:`G`-equivariant linear layer between fields of restricted irreps."
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import Tuple, Union
 
 import torch
 from e3nn import o3
 from torch import nn
 
 from ..groups import Group, get_group
-from ._irreps import IrrepsLike, as_irreps, check_features, e3nn_irreps, fields
+from ._irreps import Field, IrrepsLike, as_irreps, check_features, e3nn_irreps, fields
+
+
+def register_invariant_bias(module: nn.Module, irreps: o3.Irreps, group: Group) -> Tuple[Field, ...]:
+    """Give ``module`` a bias in the :math:`G`-invariant subspace of each field of ``irreps``.
+
+    Registers the invariant vectors of field ``q`` as buffer ``bias_basis_q`` and their
+    coefficients (one per copy of the field) as the parameter ``module.bias`` (``None`` when no
+    field has invariant vectors); returns the fields, for :func:`invariant_bias_vector`.
+    """
+    bias_fields = []
+    for f, (mul, ir) in zip(fields(irreps), irreps):
+        inv = group.invariant_basis(ir)  # [n, d]
+        if inv.shape[0] and mul:
+            module.register_buffer(f"bias_basis_{len(bias_fields)}", inv.to(torch.get_default_dtype()), persistent=False)
+            bias_fields.append(f)
+    n_bias = sum(f.mul * getattr(module, f"bias_basis_{q}").shape[0] for q, f in enumerate(bias_fields))
+    module.bias = nn.Parameter(torch.zeros(n_bias)) if n_bias else None
+    return tuple(bias_fields)
+
+
+def invariant_bias_vector(module: nn.Module, bias_fields: Tuple[Field, ...], dim: int) -> torch.Tensor:
+    """The bias ``[dim]`` registered by :func:`register_invariant_bias`: coefficients times invariant vectors."""
+    b = module.bias.new_zeros(dim) if module.bias is not None else torch.zeros(dim)
+    offset = 0
+    for q, f in enumerate(bias_fields):
+        inv = getattr(module, f"bias_basis_{q}")  # [n, d]
+        coeff = module.bias[offset : offset + f.mul * inv.shape[0]].view(f.mul, inv.shape[0])
+        offset += coeff.numel()
+        b[f.start : f.stop] = (coeff @ inv).reshape(-1)
+    return b
 
 
 class EquivariantLinear(nn.Module):
@@ -69,17 +99,8 @@ class EquivariantLinear(nn.Module):
             self.register_buffer(f"basis_{p}", (scale * basis).to(dtype), persistent=False)
         self.weight_shapes = [(self.irreps_in[i].mul, self.irreps_out[j].mul, n) for i, j, n in paths]
         self.weight = nn.Parameter(torch.empty(sum(math.prod(s) for s in self.weight_shapes)))
-        # Bias: invariant vectors of each output irrep.
-        bias_paths = []
-        for j, (mul_out, ir_out) in enumerate(self.irreps_out):
-            inv = self.group.invariant_basis(ir_out)  # [n, d]
-            if bias and inv.shape[0] and mul_out:
-                self.register_buffer(f"bias_basis_{len(bias_paths)}", inv.to(dtype), persistent=False)
-                bias_paths.append(j)
-        out_fields = fields(self.irreps_out)
-        self._bias_fields = tuple(out_fields[j] for j in bias_paths)
-        n_bias = sum(f.mul * getattr(self, f"bias_basis_{q}").shape[0] for q, f in enumerate(self._bias_fields))
-        self.bias = nn.Parameter(torch.empty(n_bias)) if n_bias else None
+        self.bias = None
+        self._bias_fields = register_invariant_bias(self, self.irreps_out, self.group) if bias else ()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -108,16 +129,7 @@ class EquivariantLinear(nn.Module):
 
     def bias_vector(self) -> torch.Tensor:
         """The assembled invariant bias ``[dim_out]`` (generic path)."""
-        b = self.weight.new_zeros(self._dim_out)
-        if self.bias is None:
-            return b
-        offset = 0
-        for q, f in enumerate(self._bias_fields):
-            inv = getattr(self, f"bias_basis_{q}")  # [n, d]
-            coeff = self.bias[offset : offset + f.mul * inv.shape[0]].view(f.mul, inv.shape[0])
-            offset += coeff.numel()
-            b[f.start : f.stop] = (coeff @ inv).reshape(-1)
-        return b
+        return invariant_bias_vector(self, self._bias_fields, self._dim_out).to(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self._dim_in, "x", self.irreps_in)
