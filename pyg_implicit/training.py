@@ -1,5 +1,6 @@
 r"""The training loop every example shares: AdamW, step decay, best-on-validation checkpoint,
-``--resume``, JSON metrics, a progress bar, seeding and multi-process data parallelism.
+``--resume``, JSON metrics, a progress bar, seeding and multi-process data parallelism, and the
+helpers sweeps use to run, resume and parallelise many such runs.
 
 Started as ``python script.py`` it trains in one process; started as
 ``torchrun --nproc_per_node N script.py`` it trains with ``DistributedDataParallel`` (NCCL on
@@ -15,11 +16,13 @@ import argparse
 import contextlib
 import json
 import math
+import multiprocessing
 import os
 import random
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Tuple
+from typing import Callable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -28,7 +31,7 @@ from torch import Tensor, nn
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-__all__ = ["TrainConfig", "add_training_arguments", "config_from_args", "fit", "evaluate", "seed_everything", "distributed", "rank_zero_first", "count_parameters", "run_once"]
+__all__ = ["TrainConfig", "add_training_arguments", "config_from_args", "fit", "evaluate", "seed_everything", "distributed", "rank_zero_first", "count_parameters", "run_once", "run_many"]
 
 LossFn = Callable[[nn.Module, object], Tuple[Tensor, int]]
 
@@ -134,7 +137,8 @@ def fit(
 
     Writes ``out_dir/last.pt`` (everything needed to resume) every epoch, ``out_dir/best.pt``
     (model weights) when the validation loss improves and ``out_dir/metrics.json`` (config,
-    parameter count, per-epoch history, best epoch, test loss of the best model, time).
+    parameter count, per-epoch history with each epoch's training seconds, best epoch, test loss of
+    the best model, training seconds summed over resumed segments).
 
     Returns:
         The metrics dictionary.
@@ -149,7 +153,7 @@ def fit(
     num_params = count_parameters(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_decay)
-    history, best_val, best_epoch, start_epoch = [], math.inf, -1, 0
+    history, best_val, best_epoch, start_epoch, seconds_before = [], math.inf, -1, 0, 0.0
     os.makedirs(config.out_dir, exist_ok=True)
     last_path, best_path = os.path.join(config.out_dir, "last.pt"), os.path.join(config.out_dir, "best.pt")
     if config.resume and os.path.exists(last_path):
@@ -158,6 +162,7 @@ def fit(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, best_val, best_epoch, start_epoch = state["history"], state["best_val"], state["best_epoch"], state["epoch"] + 1
+        seconds_before = state.get("train_seconds", 0.0)
     train_model = nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
     sampler = (
         torch.utils.data.distributed.DistributedSampler(train_set, num_replicas=world_size, rank=rank, seed=config.seed)
@@ -174,7 +179,7 @@ def fit(
         if sampler is not None:
             sampler.set_epoch(epoch)
         train_model.train()
-        total, count = 0.0, 0
+        total, count, epoch_start = 0.0, 0, time.time()
         for batch in train_loader:
             loss, n = loss_fn(train_model, batch.to(device))
             optimizer.zero_grad(set_to_none=True)
@@ -183,19 +188,21 @@ def fit(
             total += float(loss.detach()) * n
             count += n
         scheduler.step()
-        record = {"epoch": epoch, "train_loss": total / max(count, 1), "lr": optimizer.param_groups[0]["lr"]}
+        record = {"epoch": epoch, "train_loss": total / max(count, 1), "lr": optimizer.param_groups[0]["lr"],
+                  "seconds": time.time() - epoch_start}  # fmt: skip
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             record["val_loss"] = evaluate(model, val_loader, loss_fn, device)
             if record["val_loss"] < best_val:
                 best_val, best_epoch = record["val_loss"], epoch
                 if rank == 0:
-                    torch.save(model.state_dict(), best_path)
+                    _save_atomic(model.state_dict(), best_path)
         history.append(record)
         bar.set_postfix(train=f"{record['train_loss']:.2e}", val=f"{record.get('val_loss', float('nan')):.2e}")
         if rank == 0:
-            torch.save(
+            _save_atomic(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "history": history, "best_val": best_val, "best_epoch": best_epoch, "epoch": epoch},
+                 "history": history, "best_val": best_val, "best_epoch": best_epoch, "epoch": epoch,
+                 "train_seconds": seconds_before + time.time() - start_time},
                 last_path,
             )  # fmt: skip
     if world_size > 1:
@@ -210,13 +217,21 @@ def fit(
         "best_epoch": best_epoch,
         "best_val_loss": best_val,
         "test_loss": test_loss,
-        "train_seconds": time.time() - start_time,
+        "train_seconds": seconds_before + time.time() - start_time,
         "history": history,
     }
     if rank == 0:
         with open(os.path.join(config.out_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=1)
     return metrics
+
+
+def _save_atomic(obj, path: str) -> None:
+    """``torch.save`` through a temporary file and a rename, so that a process killed while
+    saving leaves the previous checkpoint intact rather than a truncated one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def run_once(run_dir: str, train: Callable[[List[str]], dict], argv: List[str]) -> dict:
@@ -229,3 +244,21 @@ def run_once(run_dir: str, train: Callable[[List[str]], dict], argv: List[str]) 
             return json.load(f)
     resume = ["--resume"] if os.path.exists(os.path.join(run_dir, "last.pt")) else []
     return train(list(argv) + ["--out-dir", run_dir] + resume)
+
+
+def _run_job(job: Tuple[str, Callable[[List[str]], dict], List[str]]) -> dict:
+    return run_once(*job)
+
+
+def run_many(jobs: Sequence[Tuple[str, List[str]]], train: Callable[[List[str]], dict], processes: int = 1) -> Iterator[dict]:
+    """``run_once(run_dir, train, argv)`` for every ``(run_dir, argv)`` in ``jobs``, yielding the
+    metrics in the order of ``jobs``. With ``processes > 1`` that many runs train at the same time,
+    in spawned processes (CUDA cannot be forked) on one CPU thread each; they share the GPU if
+    there is one. ``train`` must be importable by name (a module-level function), and the data must
+    be prepared before: processes that build the same dataset cache at once would race."""
+    if processes == 1:
+        yield from (run_once(run_dir, train, argv) for run_dir, argv in jobs)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        yield from pool.map(_run_job, [(run_dir, train, argv) for run_dir, argv in jobs])

@@ -24,6 +24,9 @@ def test_training_writes_metrics_checkpoints_and_resumes(tmp_path):
     resumed = train_nbody(args + SMALL + ["--epochs", "3", "--resume"])
     assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2]
     assert resumed["history"][:2] == metrics["history"]
+    epoch_seconds = sum(r["seconds"] for r in resumed["history"])
+    assert epoch_seconds <= resumed["train_seconds"] and resumed["train_seconds"] > metrics["train_seconds"]  # summed over both segments
+    assert not [name for name in os.listdir(out) if ".tmp" in name]  # checkpoints are written through a rename
 
 
 @pytest.mark.parametrize("model", ["segnn", "mpnn", "standard"])
@@ -38,7 +41,7 @@ def test_distributed_data_parallel_two_processes_gloo(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
            os.path.join(ROOT, "examples", "train_nbody.py"), "--model", "ik", "--group", "so2", "--epochs", "2",
            "--data-root", str(tmp_path / "data"), "--out-dir", str(out)] + SMALL  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out / "metrics.json") as f:
@@ -47,9 +50,7 @@ def test_distributed_data_parallel_two_processes_gloo(tmp_path):
 
 
 def test_run_once_reuses_finished_runs_and_resumes_interrupted_ones(tmp_path):
-    import json
-
-    from pyg_implicit.training import run_once
+    from pyg_implicit.training import run_many, run_once
 
     calls = []
 
@@ -66,3 +67,7 @@ def test_run_once_reuses_finished_runs_and_resumes_interrupted_ones(tmp_path):
     assert run_once(str(run_dir), train, ["--epochs", "3"]) == {"test_loss": 1.5}
     assert calls == [["--epochs", "3", "--out-dir", str(run_dir), "--resume"]]
     assert run_once(str(run_dir), train, ["--epochs", "3"]) == {"test_loss": 1.5} and len(calls) == 1  # read, not rerun
+    other = tmp_path / "other"
+    other.mkdir()
+    assert list(run_many([(str(run_dir), ["--epochs", "3"]), (str(other), [])], train)) == [{"test_loss": 1.5}] * 2
+    assert calls[-1] == ["--out-dir", str(other)] and len(calls) == 2  # in order, finished runs read
