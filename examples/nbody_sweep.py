@@ -3,25 +3,28 @@
     python examples/nbody_sweep.py                       # quick: SO(2)-IK vs O(3)-IK, k in {0, 100, 1000}, ~10 min on 2 cores
     python examples/nbody_sweep.py --preset medium       # 5 models x 9 stiffness values, 30 epochs (~1 h on 2 cores)
     python examples/nbody_sweep.py --preset paper        # Table A2 budget: 5 models x 9 stiffness values, batch 128, 200 epochs
+    python examples/nbody_sweep.py --preset paper --jobs 15   # 15 runs at a time (one GPU, 16 CPU cores: ~30 min)
 
 Each run is examples/train_nbody.py (its metrics.json is reused when present, so an interrupted
-sweep continues where it stopped, an interrupted run from its last.pt). Writes <out-dir>/results.json, results.md (test MSE, mean +- std
-over seeds) and results.png (test MSE vs stiffness, log-log, one line per model).
+sweep continues where it stopped, an interrupted run from its last.pt). With --jobs N, N runs go at
+once in separate processes (one CPU thread each, sharing the GPU if there is one). Writes
+<out-dir>/results.json, results.md (test MSE, mean +- std over seeds) and results.png (test MSE vs
+stiffness, log-log, one line per model).
 """
 import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_nbody import main as train  # noqa: E402
 
+from pyg_implicit.datasets import NBodyConstrained  # noqa: E402
 from pyg_implicit.datasets.nbody import STIFFNESS_VALUES  # noqa: E402
 from pyg_implicit.models.nbody import nbody_model  # noqa: E402
-from pyg_implicit.training import count_parameters, run_once  # noqa: E402
+from pyg_implicit.training import count_parameters, run_many  # noqa: E402
 
 ALL_MODELS = ["ik-so2", "ik-cone", "ik-o3", "segnn", "mpnn"]
 PRESETS = {
@@ -49,6 +52,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--budget", type=int, help="parameter budget of every model (default: that of SO(2)-IK, width 8)")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time, in separate processes")
     parser.add_argument("--out-dir", default=None, help="default: runs/nbody_sweep/<preset>")
     parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_DATA", "data_cache/nbody"))
     args = parser.parse_args()
@@ -61,28 +65,34 @@ def main() -> None:
     out_dir = args.out_dir or os.path.join("runs", "nbody_sweep", args.preset)
     os.makedirs(out_dir, exist_ok=True)
 
-    results, start = {}, time.time()
-    for k in stiffness:  # stiffness outermost: a partial sweep still compares all models
-        for spec in models:
-            model, group = split_spec(spec)
-            for seed in seeds:
-                metrics = run_once(os.path.join(out_dir, f"{spec}_k{k:g}_s{seed}"), train, [
-                    "--model", model, "--group", group, "--stiffness", str(k), "--budget", str(budget), "--epochs", str(epochs),
-                    "--lr", str(lr), "--lr-step", str(lr_step), "--train-size", str(train_size), "--batch-size", str(args.batch_size),
-                    "--seed", str(seed), "--data-root", args.data_root, "--no-progress"])  # fmt: skip
-                results.setdefault(spec, {}).setdefault(f"{k:g}", []).append(
-                    {"seed": seed, "test_mse": metrics["test_loss"], "parameters": metrics["parameters"],
-                     "best_epoch": metrics["best_epoch"], "seconds": metrics["train_seconds"]}  # fmt: skip
-                )
-                print(f"{spec:>10} k={k:<6g} seed={seed} test MSE {metrics['test_loss']:.3g} "
-                      f"({metrics['parameters']} params, {metrics['train_seconds']:.0f} s)", flush=True)  # fmt: skip
+    for k in stiffness:  # generated once here, not by several processes at the same time
+        for split, size in [("train", train_size), ("val", 128), ("test", 128)]:
+            NBodyConstrained(args.data_root, k, split, size)
+    # stiffness outermost: a partial sweep still compares all models
+    cells = [(spec, k, seed) for k in stiffness for spec in models for seed in seeds]
+    jobs = []
+    for spec, k, seed in cells:
+        model, group = split_spec(spec)
+        jobs.append((os.path.join(out_dir, f"{spec}_k{k:g}_s{seed}"), [
+            "--model", model, "--group", group, "--stiffness", str(k), "--budget", str(budget), "--epochs", str(epochs),
+            "--lr", str(lr), "--lr-step", str(lr_step), "--train-size", str(train_size), "--batch-size", str(args.batch_size),
+            "--seed", str(seed), "--data-root", args.data_root, "--no-progress"]))  # fmt: skip
+    results, total_seconds = {}, 0.0
+    for (spec, k, seed), metrics in zip(cells, run_many(jobs, train, args.jobs)):
+        results.setdefault(spec, {}).setdefault(f"{k:g}", []).append(
+            {"seed": seed, "test_mse": metrics["test_loss"], "parameters": metrics["parameters"],
+             "best_epoch": metrics["best_epoch"], "seconds": metrics["train_seconds"]}  # fmt: skip
+        )
+        total_seconds += metrics["train_seconds"]
+        print(f"{spec:>10} k={k:<6g} seed={seed} test MSE {metrics['test_loss']:.3g} "
+              f"({metrics['parameters']} params, {metrics['train_seconds']:.0f} s)", flush=True)  # fmt: skip
 
     header = "| model | params | " + " | ".join(f"k={k:g}" for k in stiffness) + " |"
     lines = [
         f"Test MSE (positions at frame 40), mean ± std over seeds {seeds}. Budget: {epochs} epochs, batch "
         f"{args.batch_size}, {train_size} training systems, 128 validation / 128 test, AdamW lr {lr:g} halved every "
         f"{lr_step} epochs, best-on-validation checkpoint; parameter budget {budget} "
-        f"(`python examples/nbody_sweep.py --preset {args.preset}`, {time.time() - start:.0f} s).",
+        f"(`python examples/nbody_sweep.py --preset {args.preset}`; training time summed over runs {total_seconds:.0f} s).",
         "",
         header,
         "|---|---|" + "---|" * len(stiffness),

@@ -1,3 +1,7 @@
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -123,3 +127,21 @@ def test_budget_matching_within_ten_percent():
     for name, group in [("ik", "o3"), ("segnn", "o3"), ("mpnn", "o3"), ("standard", "so2")]:
         model, width = match_budget(lambda w: nbody_model(name, w, group), budget)
         assert abs(count_parameters(model) - budget) <= 0.1 * budget, (name, width, count_parameters(model), budget)
+
+
+def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, os.path.join(root, "examples", "nbody_sweep.py"), "--models", "ik-so2", "mpnn",
+           "--stiffness", "0", "--epochs", "1", "--train-size", "32", "--budget", "3000", "--jobs", "2",
+           "--out-dir", str(tmp_path / "sweep"), "--data-root", str(tmp_path / "data")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = json.loads((tmp_path / "sweep" / "results.json").read_text())["results"]
+    assert set(results) == {"ik-so2", "mpnn"}
+    assert "| SO(2)-CNN-IK |" in (tmp_path / "sweep" / "results.md").read_text()
+    for spec in results:  # each cell is the run's own metrics.json
+        metrics = json.loads((tmp_path / "sweep" / f"{spec}_k0_s0" / "metrics.json").read_text())
+        assert results[spec]["0"][0]["test_mse"] == metrics["test_loss"]
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)  # finished runs are read, not retrained
+    assert second.returncode == 0 and json.loads((tmp_path / "sweep" / "results.json").read_text())["results"] == results
