@@ -3,7 +3,7 @@
     python examples/nbody_sweep.py                       # quick: SO(2)-IK vs O(3)-IK, k in {0, 100, 1000}, ~10 min on 2 cores
     python examples/nbody_sweep.py --preset medium       # 5 models x 9 stiffness values, 30 epochs (~1 h on 2 cores)
     python examples/nbody_sweep.py --preset paper        # Table A2 budget: 5 models x 9 stiffness values, batch 128, 200 epochs
-    python examples/nbody_sweep.py --preset paper --jobs 15   # 15 runs at a time (one GPU, 16 CPU cores: ~30 min)
+    python examples/nbody_sweep.py --preset paper --jobs 15   # 15 runs at a time: one H100 + 16 cores did 25 runs in 25 min
 
 Each run is examples/train_nbody.py (its metrics.json is reused when present, so an interrupted
 sweep continues where it stopped, an interrupted run from its last.pt). With --jobs N, N runs go at
@@ -32,6 +32,7 @@ PRESETS = {
     "medium": dict(models=ALL_MODELS, stiffness=list(STIFFNESS_VALUES), epochs=30, lr=2e-3, lr_step=10),
     "paper": dict(models=ALL_MODELS, stiffness=list(STIFFNESS_VALUES), epochs=200, lr=5e-4, lr_step=25),
 }
+EVAL_SIZE = 128  # validation and test systems, as in the paper
 LABELS = {"ik-so2": "SO(2)-CNN-IK", "ik-cone": "cone-CNN-IK", "ik-o3": "O(3)-CNN-IK", "segnn": "O(3)-SEGNN", "mpnn": "MPNN"}
 
 
@@ -66,7 +67,7 @@ def main() -> None:
     os.makedirs(out_dir, exist_ok=True)
 
     for k in stiffness:  # generated once here, not by several processes at the same time
-        for split, size in [("train", train_size), ("val", 128), ("test", 128)]:
+        for split, size in [("train", train_size), ("val", EVAL_SIZE), ("test", EVAL_SIZE)]:
             NBodyConstrained(args.data_root, k, split, size)
     # stiffness outermost: a partial sweep still compares all models
     cells = [(spec, k, seed) for k in stiffness for spec in models for seed in seeds]
@@ -75,8 +76,8 @@ def main() -> None:
         model, group = split_spec(spec)
         jobs.append((os.path.join(out_dir, f"{spec}_k{k:g}_s{seed}"), [
             "--model", model, "--group", group, "--stiffness", str(k), "--budget", str(budget), "--epochs", str(epochs),
-            "--lr", str(lr), "--lr-step", str(lr_step), "--train-size", str(train_size), "--batch-size", str(args.batch_size),
-            "--seed", str(seed), "--data-root", args.data_root, "--no-progress"]))  # fmt: skip
+            "--lr", str(lr), "--lr-step", str(lr_step), "--train-size", str(train_size), "--eval-size", str(EVAL_SIZE),
+            "--batch-size", str(args.batch_size), "--seed", str(seed), "--data-root", args.data_root, "--no-progress"]))  # fmt: skip
     results, total_seconds = {}, 0.0
     for (spec, k, seed), metrics in zip(cells, run_many(jobs, train, args.jobs)):
         results.setdefault(spec, {}).setdefault(f"{k:g}", []).append(
@@ -90,7 +91,7 @@ def main() -> None:
     header = "| model | params | " + " | ".join(f"k={k:g}" for k in stiffness) + " |"
     lines = [
         f"Test MSE (positions at frame 40), mean ± std over seeds {seeds}. Budget: {epochs} epochs, batch "
-        f"{args.batch_size}, {train_size} training systems, 128 validation / 128 test, AdamW lr {lr:g} halved every "
+        f"{args.batch_size}, {train_size} training systems, {EVAL_SIZE} validation / {EVAL_SIZE} test, AdamW lr {lr:g} halved every "
         f"{lr_step} epochs, best-on-validation checkpoint; parameter budget {budget} "
         f"(`python examples/nbody_sweep.py --preset {args.preset}`; training time summed over runs {total_seconds:.0f} s).",
         "",

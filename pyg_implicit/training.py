@@ -256,9 +256,10 @@ def run_many(jobs: Sequence[Tuple[str, List[str]]], train: Callable[[List[str]],
     in spawned processes (CUDA cannot be forked) on one CPU thread each; they share the GPU if
     there is one. ``train`` must be importable by name (a module-level function), and the data must
     be prepared before: processes that build the same dataset cache at once would race."""
+    triples = [(run_dir, train, argv) for run_dir, argv in jobs]
     if processes == 1:
-        yield from (run_once(run_dir, train, argv) for run_dir, argv in jobs)
+        yield from map(_run_job, triples)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(processes, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        yield from pool.map(_run_job, [(run_dir, train, argv) for run_dir, argv in jobs])
+        yield from pool.map(_run_job, triples)
