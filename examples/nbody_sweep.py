@@ -23,8 +23,7 @@ from train_nbody import main as train  # noqa: E402
 
 from pyg_implicit.datasets import NBodyConstrained  # noqa: E402
 from pyg_implicit.datasets.nbody import STIFFNESS_VALUES  # noqa: E402
-from pyg_implicit.models.nbody import nbody_model  # noqa: E402
-from pyg_implicit.training import count_parameters, run_many  # noqa: E402
+from pyg_implicit.training import run_many  # noqa: E402
 
 ALL_MODELS = ["ik-so2", "ik-cone", "ik-o3", "segnn", "mpnn"]
 PRESETS = {
@@ -33,6 +32,7 @@ PRESETS = {
     "paper": dict(models=ALL_MODELS, stiffness=list(STIFFNESS_VALUES), epochs=200, lr=5e-4, lr_step=25),
 }
 EVAL_SIZE = 128  # validation and test systems, as in the paper
+BUDGET = 47633  # parameters of every model: that of the earlier tables (about SEGNN's size in the paper)
 LABELS = {"ik-so2": "SO(2)-CNN-IK", "ik-cone": "cone-CNN-IK", "ik-o3": "O(3)-CNN-IK", "segnn": "O(3)-SEGNN", "mpnn": "MPNN"}
 
 
@@ -51,7 +51,8 @@ def main() -> None:
     parser.add_argument("--lr-step", type=int)
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--budget", type=int, help="parameter budget of every model (default: that of SO(2)-IK, width 8)")
+    parser.add_argument("--budget", type=int, default=BUDGET, help="parameter budget of every model")
+    parser.add_argument("--no-springs", action="store_true", help="the paper's protocol: no spring indicator on the edges")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time, in separate processes")
     parser.add_argument("--out-dir", default=None, help="default: runs/nbody_sweep/<preset>")
@@ -62,13 +63,13 @@ def main() -> None:
     stiffness = args.stiffness or preset["stiffness"]
     epochs, lr, lr_step = args.epochs or preset["epochs"], args.lr or preset["lr"], args.lr_step or preset["lr_step"]
     train_size, seeds = args.train_size, args.seeds
-    budget = args.budget or count_parameters(nbody_model("ik", 8, "so2"))
-    out_dir = args.out_dir or os.path.join("runs", "nbody_sweep", args.preset)
+    budget = args.budget
+    out_dir = args.out_dir or os.path.join("runs", "nbody_sweep", args.preset + ("_nosprings" if args.no_springs else ""))
     os.makedirs(out_dir, exist_ok=True)
 
     for k in stiffness:  # generated once here, not by several processes at the same time
         for split, size in [("train", train_size), ("val", EVAL_SIZE), ("test", EVAL_SIZE)]:
-            NBodyConstrained(args.data_root, k, split, size)
+            NBodyConstrained(args.data_root, k, split, size, springs=not args.no_springs)
     # stiffness outermost: a partial sweep still compares all models
     cells = [(spec, k, seed) for k in stiffness for spec in models for seed in seeds]
     jobs = []
@@ -77,7 +78,8 @@ def main() -> None:
         jobs.append((os.path.join(out_dir, f"{spec}_k{k:g}_s{seed}"), [
             "--model", model, "--group", group, "--stiffness", str(k), "--budget", str(budget), "--epochs", str(epochs),
             "--lr", str(lr), "--lr-step", str(lr_step), "--train-size", str(train_size), "--eval-size", str(EVAL_SIZE),
-            "--batch-size", str(args.batch_size), "--seed", str(seed), "--data-root", args.data_root, "--no-progress"]))  # fmt: skip
+            "--batch-size", str(args.batch_size), "--seed", str(seed), "--data-root", args.data_root, "--no-progress"]
+            + (["--no-springs"] if args.no_springs else [])))  # fmt: skip
     results, total_seconds = {}, 0.0
     for (spec, k, seed), metrics in zip(cells, run_many(jobs, train, args.jobs)):
         results.setdefault(spec, {}).setdefault(f"{k:g}", []).append(
@@ -92,7 +94,8 @@ def main() -> None:
     lines = [
         f"Test MSE (positions at frame 40), mean ± std over seeds {seeds}. Budget: {epochs} epochs, batch "
         f"{args.batch_size}, {train_size} training systems, {EVAL_SIZE} validation / {EVAL_SIZE} test, AdamW lr {lr:g} halved every "
-        f"{lr_step} epochs, best-on-validation checkpoint; parameter budget {budget} "
+        f"{lr_step} epochs, best-on-validation checkpoint; parameter budget {budget}; "
+        f"{'no spring indicator (the paper protocol)' if args.no_springs else 'spring indicator on the edges'} "
         f"(`python examples/nbody_sweep.py --preset {args.preset}`; training time summed over runs {total_seconds:.0f} s).",
         "",
         header,

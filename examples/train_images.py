@@ -6,7 +6,7 @@
     torchrun --nproc_per_node 2 examples/train_images.py ...      # data parallel (not with z2cnn-ien)
 
 Every model is sized to the parameter count of the Z2CNN (within 10%). Saves best.pt and
-model.pt (the whole module: torch.load(path, weights_only=False) evaluates any (N, 1, 28, 28) tensor).
+model.pt (pyg_implicit.load_model(path) rebuilds it; it evaluates any (N, 1, 28, 28) tensor).
 """
 import argparse
 import json
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch_geometric.loader import DataLoader
 
+from pyg_implicit import save_model
 from pyg_implicit.datasets import RotatedMNIST
 from pyg_implicit.models import match_budget
 from pyg_implicit.models.gcnn import GCNN
@@ -108,7 +109,7 @@ def main(argv=None) -> dict:
         metrics = fit(model, *splits, loss_fn, config)
         metrics["test_error"] = error_rate(model, splits[2], 256)
     if rank == 0:
-        torch.save(model.cpu(), os.path.join(out_dir, "model.pt"))
+        save_model(model.cpu(), os.path.join(out_dir, "model.pt"))
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=1)
     print(json.dumps({"model": tag, "size": size, "parameters": count_parameters(model), "test_error": metrics["test_error"]}))

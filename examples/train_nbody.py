@@ -11,9 +11,45 @@ import os
 import torch.nn.functional as F
 
 from pyg_implicit.datasets import NBodyConstrained
-from pyg_implicit.models import match_budget
-from pyg_implicit.models.nbody import MODELS, nbody_model
+from pyg_implicit.models import MPNN, SEGNN, SteerableCNN, match_budget
+from pyg_implicit.models.nbody import NBodyPredictor
 from pyg_implicit.training import add_training_arguments, config_from_args, count_parameters, distributed, fit, rank_zero_first, seed_everything
+
+
+MODELS = ("ik", "standard", "segnn", "mpnn")
+
+
+def nbody_model(name: str, width: int, group: str = "so2", springs: bool = True) -> NBodyPredictor:
+    r"""The N-body model ``name`` at width ``width``.
+
+    * ``"ik"``: :class:`SteerableCNN` with implicit kernels for ``group``: node features
+      ``w x 0e + ceil(w/2) x 1o``, 4 blocks, kernel G-MLP of 3 layers with ``4 x (0e + 1o)``
+      hidden fields for every group and width, harmonic polynomials up to l = 1 (paper app. B.2). Node features with more scalars
+      than vectors, and kernels narrower than the nodes: the bilinear map of a subgroup costs
+      (node width)^2 x (kernel width) parameters, and the strings' pull is a per-particle function
+      of invariants that needs wide node-wise layers more than wide kernels;
+    * ``"standard"``: the same network with standard (spherical harmonics x radial MLP) kernels;
+    * ``"segnn"``: the O(3) SEGNN-style baseline, 4 layers, lmax 1;
+    * ``"mpnn"``: the non-equivariant baseline.
+
+    ``springs=False`` builds the models for the paper's protocol (no spring indicator on the edges).
+    """
+    node, edge, out = NBodyConstrained.node_irreps, NBodyConstrained.edge_irreps if springs else None, "1x1o"
+    vectors, kernel_width = (width + 1) // 2, 4
+    hidden, kernel_hidden = f"{width}x0e+{vectors}x1o", f"{kernel_width}x0e+{kernel_width}x1o"
+    if name == "ik":
+        backbone = SteerableCNN(node, hidden, out, group, num_layers=4, edge_attr_irreps=edge, lmax=1,
+                                kernel_hidden_irreps=kernel_hidden, mlp_layers=3)  # fmt: skip
+    elif name == "standard":
+        backbone = SteerableCNN(node, hidden, out, group, num_layers=4, kernel="standard", edge_attr_irreps=edge,
+                                lmax=1, radial_features=kernel_width)  # fmt: skip
+    elif name == "segnn":
+        backbone = SEGNN(node, f"{vectors}x0e+{vectors}x1o", out, num_layers=4, lmax_attr=1, edge_attr_irreps=edge)
+    elif name == "mpnn":
+        backbone = MPNN(7, width, 3, num_layers=4, edge_dim=1 if springs else 0)
+    else:
+        raise ValueError(f"name: expected one of {MODELS}, got {name!r}")
+    return NBodyPredictor(backbone)
 
 
 def mse(model, batch):
@@ -27,6 +63,7 @@ def parse_args(argv=None):
     parser.add_argument("--stiffness", type=float, default=100.0)
     parser.add_argument("--width", type=int, default=8, help="hidden multiplicity (ignored with --budget)")
     parser.add_argument("--budget", type=int, help="choose the width whose parameter count is closest to this")
+    parser.add_argument("--no-springs", action="store_true", help="the paper's protocol: no spring indicator on the edges")
     add_training_arguments(parser, epochs=200, batch_size=128, lr=5e-4, weight_decay=1e-12, lr_step=25)
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--eval-size", type=int, default=128, help="systems in the validation and in the test set")
@@ -41,12 +78,12 @@ def main(argv=None) -> dict:
     out_dir = args.out_dir or os.path.join("runs", "nbody", f"{tag}_k{args.stiffness:g}_s{args.seed}")
     with distributed():
         with rank_zero_first():  # rank 0 generates and caches the data, the others then load it
-            splits = [NBodyConstrained(args.data_root, args.stiffness, split, size)
+            splits = [NBodyConstrained(args.data_root, args.stiffness, split, size, springs=not args.no_springs)
                       for split, size in [("train", args.train_size), ("val", args.eval_size), ("test", args.eval_size)]]  # fmt: skip
         seed_everything(args.seed)  # the initial weights depend on the seed too
-        build = lambda width: nbody_model(args.model, width, args.group)  # noqa: E731
+        build = lambda width: nbody_model(args.model, width, args.group, springs=not args.no_springs)  # noqa: E731
         model, width = match_budget(build, args.budget) if args.budget else (build(args.width), args.width)
-        extra = {"task": "nbody", "model": tag, "stiffness": args.stiffness, "width": width}  # fmt: skip
+        extra = {"task": "nbody", "model": tag, "stiffness": args.stiffness, "width": width, "springs": not args.no_springs}
         config = config_from_args(args, out_dir, extra)
         metrics = fit(model, *splits, mse, config)
     print(json.dumps({"model": tag, "stiffness": args.stiffness, "width": width,

@@ -381,6 +381,47 @@ class Group:
         """Basis ``[n, 2l+1]`` of the :math:`G`-invariant vectors of ``irrep`` (where biases may live)."""
         return self.linear_basis("0e", irrep)[..., 0]
 
+    def stable_decomposition(self, irrep: Union[str, o3.Irrep]) -> Tuple[torch.Tensor, Tuple[int, ...]]:
+        r"""Split the restricted irrep into its invariant vectors and :math:`G`-stable blocks.
+
+        Returns an orthogonal matrix :math:`Q` ``[2l+1, 2l+1]`` and block sizes: the first ``n``
+        rows are :meth:`invariant_basis` (``n`` blocks of size 1), the remaining rows are grouped
+        into blocks spanning subspaces :math:`V_1, \dots, V_k` of the invariants' orthogonal
+        complement with :math:`D(g) V_i = V_i` for every :math:`g \in G`. So :math:`Q f` lists the
+        :math:`G`-invariant components of a field :math:`f` first, and the norm of each later
+        block is a :math:`G`-invariant too: these are the invariants of degree one and two that a
+        nonlinearity or a normalisation may use (for :math:`SO(2)` and ``1o``: :math:`z` and
+        :math:`\sqrt{x^2 + y^2}`; for :math:`O(3)`: the ``0e`` value or the field norm).
+
+        The :math:`V_i` are the eigenspaces, on the complement, of a fixed generic combination of the
+        symmetric :math:`G`-equivariant maps ``irrep -> irrep`` (they commute with :math:`G`, so
+        their eigenspaces are stable; for a multiplicity-free restriction these are its irreducible
+        components). Only the projectors onto the blocks are canonical, not the rows inside a
+        block: use :math:`Q` through functions of the projections (norms, scalings), as the layers do.
+        """
+        ir = o3.Irrep(irrep)
+        key = ("stable", ir)
+        if key not in self._cache:
+            invariant = self.invariant_basis(ir)  # [n, d], canonical
+            d = ir.dim
+            evals, evecs = torch.linalg.eigh(torch.eye(d, dtype=_DTYPE) - invariant.T @ invariant)
+            complement = evecs[:, evals > 0.5].T  # [d - n, d], orthonormal rows
+            commutant = self.linear_basis(ir, ir)  # [m, d, d]
+            symmetric = commutant + commutant.transpose(-1, -2)
+            # generic fixed weights (seeded): no accidental equal eigenvalues across blocks
+            weights = 1 + torch.rand(commutant.shape[0], generator=torch.Generator().manual_seed(0), dtype=_DTYPE)
+            M = complement @ torch.einsum("k,kij->ij", weights, symmetric) @ complement.T
+            evals, evecs = torch.linalg.eigh(M)
+            rows, sizes, start = [invariant], [1] * invariant.shape[0], 0
+            scale = 1e-8 * max(1.0, float(evals.abs().max())) if evals.numel() else 0.0
+            for i in range(1, evals.numel() + 1):
+                if i == evals.numel() or evals[i] - evals[i - 1] > scale:
+                    rows.append(evecs[:, start:i].T @ complement)
+                    sizes.append(i - start)
+                    start = i
+            self._cache[key] = (torch.cat(rows), tuple(sizes))
+        return self._cache[key]
+
     def bilinear_basis(
         self,
         irrep_in1: Union[str, o3.Irrep],

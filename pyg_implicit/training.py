@@ -31,6 +31,8 @@ from torch import Tensor, nn
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
+from .checkpoint import load_checkpoint, save_checkpoint
+
 __all__ = ["TrainConfig", "add_training_arguments", "config_from_args", "fit", "evaluate", "seed_everything", "distributed", "rank_zero_first", "count_parameters", "run_once", "run_many"]
 
 LossFn = Callable[[nn.Module, object], Tuple[Tensor, int]]
@@ -156,20 +158,22 @@ def fit(
     history, best_val, best_epoch, start_epoch, seconds_before = [], math.inf, -1, 0, 0.0
     os.makedirs(config.out_dir, exist_ok=True)
     last_path, best_path = os.path.join(config.out_dir, "last.pt"), os.path.join(config.out_dir, "best.pt")
+    generator = torch.Generator().manual_seed(config.seed)  # the order of the training batches
     if config.resume and os.path.exists(last_path):
-        state = torch.load(last_path, map_location=device, weights_only=False)
+        state = load_checkpoint(last_path, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, best_val, best_epoch, start_epoch = state["history"], state["best_val"], state["best_epoch"], state["epoch"] + 1
-        seconds_before = state.get("train_seconds", 0.0)
+        seconds_before = state["train_seconds"]
+        torch.set_rng_state(state["rng"]["torch"])
+        generator.set_state(state["rng"]["loader"])
     train_model = nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
     sampler = (
         torch.utils.data.distributed.DistributedSampler(train_set, num_replicas=world_size, rank=rank, seed=config.seed)
         if world_size > 1
         else None
     )
-    generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator)
     val_loader = DataLoader(val_set, batch_size=config.batch_size)
     start_time = time.time()
@@ -195,20 +199,21 @@ def fit(
             if record["val_loss"] < best_val:
                 best_val, best_epoch = record["val_loss"], epoch
                 if rank == 0:
-                    _save_atomic(model.state_dict(), best_path)
+                    save_checkpoint(model.state_dict(), best_path)
         history.append(record)
         bar.set_postfix(train=f"{record['train_loss']:.2e}", val=f"{record.get('val_loss', float('nan')):.2e}")
-        if rank == 0:
-            _save_atomic(
+        if rank == 0:  # plain data only: loads with weights_only=True
+            save_checkpoint(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "history": history, "best_val": best_val, "best_epoch": best_epoch, "epoch": epoch,
-                 "train_seconds": seconds_before + time.time() - start_time},
+                 "train_seconds": seconds_before + time.time() - start_time,
+                 "rng": {"torch": torch.get_rng_state(), "loader": generator.get_state()}},
                 last_path,
             )  # fmt: skip
     if world_size > 1:
         dist.barrier()  # rank 0 has written best.pt
     if os.path.exists(best_path):
-        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+        model.load_state_dict(load_checkpoint(best_path, map_location=device))
     test_loss = evaluate(model, DataLoader(test_set, batch_size=config.batch_size), loss_fn, device)
     metrics = {
         "config": asdict(config),
@@ -224,14 +229,6 @@ def fit(
         with open(os.path.join(config.out_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=1)
     return metrics
-
-
-def _save_atomic(obj, path: str) -> None:
-    """``torch.save`` through a temporary file and a rename, so that a process killed while
-    saving leaves the previous checkpoint intact rather than a truncated one."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def run_once(run_dir: str, train: Callable[[List[str]], dict], argv: List[str]) -> dict:

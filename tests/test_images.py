@@ -5,13 +5,14 @@ import os
 import pytest
 import torch
 
+from pyg_implicit import load_model
 from pyg_implicit.datasets import RotatedMNIST
 from pyg_implicit.datasets.mnist import read_mnist, rotate_images
 from pyg_implicit.datasets.paths import shared_data_dir
+from pyg_implicit.groups import rotation_z
 from pyg_implicit.models import SteerableImageCNN
 from pyg_implicit.nn.dense_conv import transform_field_image
 from pyg_implicit.nn.group_conv import transform_image
-from pyg_implicit.groups import rotation_z
 
 MNIST_DIR = os.path.join(shared_data_dir(), "mnist")
 NPZ = os.path.join(MNIST_DIR, "mnist_train60k_grouped_by_label.npz")
@@ -90,5 +91,5 @@ def test_train_images_runs_and_the_saved_model_loads(tmp_path, model):
     with open(tmp_path / "run" / "metrics.json") as f:
         extra = json.load(f)["config"]["extra"]
     assert extra["model"].startswith(model.split("-")[0])
-    loaded = torch.load(tmp_path / "run" / "model.pt", weights_only=False).eval()  # the documented one-liner
+    loaded = load_model(str(tmp_path / "run" / "model.pt")).eval()  # the documented one-liner
     assert loaded(torch.rand(5, 1, 28, 28)).shape == (5, 10)

@@ -8,7 +8,7 @@ from pyg_implicit.nn import (
     EquivariantTensorProduct,
     HarmonicEmbedding,
     ImplicitKernel,
-    NormGate,
+    InvariantGate,
     QuotientELU,
     harmonic_polynomials,
 )
@@ -66,7 +66,7 @@ def test_linear_gives_a_constant_to_scalars_no_input_reaches(float64, group):
 
 @pytest.mark.parametrize("name", ["o3", "so2", "d3"])
 def test_gate_and_mlp_equivariant(float64, name):
-    gate = NormGate(IN)
+    gate = InvariantGate(IN, name)
     x = torch.randn(30, gate.irreps_in.dim)
     assert_equivariant(gate, name, (x,), (IN,), IN)
     mlp = EquivariantMLP(IN, "4x0e+2x1o+2x2e", OUT, num_layers=3, group=name)
@@ -75,7 +75,7 @@ def test_gate_and_mlp_equivariant(float64, name):
 
 def test_gate_is_nonlinear_in_non_scalar_fields(float64):
     """For O(3) with a vector input, the scalar output depends nonlinearly on |x| (not affinely)."""
-    gate = NormGate("1x0e+1x1o")
+    gate = InvariantGate("1x0e+1x1o", "o3")
     r = torch.linspace(0.1, 3.0, 30)
     x = torch.cat([torch.zeros(30, 1), r[:, None] * torch.tensor([[0.0, 1.0, 0.0]])], dim=1)
     y = gate(x)[:, 0]

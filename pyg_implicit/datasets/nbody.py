@@ -109,8 +109,13 @@ class NBodyConstrained(InMemoryDataset):
       ``length`` :math:`(5, 1)`: equilibrium lengths :math:`l_i` of the strings;
     * ``x`` :math:`(5, 7)`: node features ``[pos, vel, length]`` with irreps :attr:`node_irreps`
       ``"1x1o+1x1o+1x0e"`` (absolute positions: the strings are attached at z = 0);
-    * ``edge_attr`` :math:`(20, 1)`: spring indicator :math:`A_{ij}` (irreps ``"1x0e"``);
+    * ``edge_attr`` :math:`(20, 1)`: spring indicator :math:`A_{ij}` (irreps ``"1x0e"``), only
+      with ``springs=True``;
     * ``y`` :math:`(5, 3)`: positions at frame 40.
+
+    Two protocols: ``springs=True`` (ours) tells every model which pairs are joined by a spring;
+    ``springs=False`` is the paper's (app. B.2: the inputs are positions, velocities and the
+    strings' rest lengths, no adjacency), where a model must infer the springs from the motion.
 
     Args:
         root (str): Cache directory.
@@ -118,6 +123,7 @@ class NBodyConstrained(InMemoryDataset):
             200, 1000).
         split (str): ``"train"`` (3000 systems), ``"val"`` or ``"test"`` (128 each).
         num_samples (int, optional): Use fewer (or more) systems than the paper's size.
+        springs (bool): Include the spring indicator as ``edge_attr``. (default: :obj:`True`)
         transform, pre_transform: As for any PyG dataset.
     """
 
@@ -131,6 +137,7 @@ class NBodyConstrained(InMemoryDataset):
         stiffness: float,
         split: str = "train",
         num_samples: Optional[int] = None,
+        springs: bool = True,
         transform: Optional[Callable] = None,
         pre_transform: Optional[Callable] = None,
     ) -> None:
@@ -143,6 +150,7 @@ class NBodyConstrained(InMemoryDataset):
         self.stiffness = float(stiffness)
         self.split = split
         self.num_samples = num_samples or SPLIT_SIZES[split]
+        self.springs = bool(springs)
         super().__init__(root, transform, pre_transform)
         self.load(self.processed_paths[0])
 
@@ -152,7 +160,7 @@ class NBodyConstrained(InMemoryDataset):
 
     @property
     def processed_file_names(self) -> list:
-        return [f"nbody_k{self.stiffness:g}_{self.split}_{self.num_samples}.pt"]
+        return [f"nbody_k{self.stiffness:g}_{self.split}_{self.num_samples}{'' if self.springs else '_nosprings'}.pt"]
 
     def download(self) -> None:
         pass
@@ -168,13 +176,15 @@ class NBodyConstrained(InMemoryDataset):
             length = torch.tensor(system.lengths[b], dtype=torch.float32)[:, None]
             springs = torch.tensor(system.springs[b], dtype=torch.float32)
             data = Data(
-                pos=p, vel=v, length=length, x=torch.cat([p, v, length], dim=1),
-                edge_index=edge_index, edge_attr=springs[edge_index[1], edge_index[0]][:, None],
+                pos=p, vel=v, length=length, x=torch.cat([p, v, length], dim=1), edge_index=edge_index,
                 y=torch.tensor(pos[b, self.target_frame], dtype=torch.float32),
             )  # fmt: skip
+            if self.springs:
+                data.edge_attr = springs[edge_index[1], edge_index[0]][:, None]
             data_list.append(self.pre_transform(data) if self.pre_transform is not None else data)
         os.makedirs(osp.dirname(self.processed_paths[0]), exist_ok=True)
         self.save(data_list, self.processed_paths[0])
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({len(self)}, stiffness={self.stiffness:g}, split={self.split})"
+        springs = "" if self.springs else ", springs=False"
+        return f"{self.__class__.__name__}({len(self)}, stiffness={self.stiffness:g}, split={self.split}{springs})"

@@ -6,11 +6,13 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ..checkpoint import saveable
 from ..nn.group_conv import GroupConv2d, coset_max_pool, point_group_size
 
 DEFAULT_CHANNELS = {"z2": 20, "p4": 10, "p4m": 7}  # about equal parameter counts: 20^2 ~ 4 * 10^2 ~ 8 * 7^2
 
 
+@saveable
 class GCNN(nn.Module):
     r"""Seven 3x3 / 4x4 convolutions with batch norm, ReLU and dropout, 2x2 max pooling after the second.
 

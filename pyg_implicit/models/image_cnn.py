@@ -8,12 +8,14 @@ from e3nn import nn as e3nn_nn
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..checkpoint import saveable
 from ..groups import Group
-from ..nn import NormGate
+from ..nn import InvariantGate
 from ..nn._irreps import IrrepsLike, as_irreps
 from ..nn.dense_conv import ImplicitConv2d
 
 
+@saveable
 class SteerableImageCNN(nn.Module):
     r"""Seven :class:`~pyg_implicit.nn.dense_conv.ImplicitConv2d` layers (3x3, the last 4x4) with
     equivariant batch norm and gated nonlinearity, 2x2 max pooling of the field norms' pixels after
@@ -50,7 +52,7 @@ class SteerableImageCNN(nn.Module):
         widths = [as_irreps("1x0e", "in")] + [hidden] * 6
         self.convs = nn.ModuleList(ImplicitConv2d(a, b, 3, group, **kernel_kwargs) for a, b in zip(widths, widths[1:]))
         self.norms = nn.ModuleList(e3nn_nn.BatchNorm(hidden) for _ in range(6))
-        self.gates = nn.ModuleList(NormGate(hidden) for _ in range(6))
+        self.gates = nn.ModuleList(InvariantGate(hidden, self.convs[0].group) for _ in range(6))
         self.out = ImplicitConv2d(hidden, f"{num_classes}x0e", 4, group, **kernel_kwargs)
         self.group = self.out.group
         self._field_dims = [ir.dim for mul, ir in hidden for _ in range(mul)]

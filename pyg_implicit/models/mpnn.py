@@ -7,6 +7,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
+from ..checkpoint import saveable
+
 
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_hidden), nn.SiLU(), nn.Linear(d_hidden, d_out))
@@ -29,6 +31,7 @@ class MPNNLayer(MessagePassing):
         return self.message_mlp(torch.cat([h_i, h_j, rel, rel.pow(2).sum(-1, keepdim=True), edge_feat], dim=-1))
 
 
+@saveable
 class MPNN(nn.Module):
     r"""Plain message passing on raw coordinates: the same architecture as :class:`SEGNN` with
     every equivariant map replaced by an MLP (not equivariant to any rotation).

@@ -9,6 +9,7 @@ from e3nn import nn as e3nn_nn
 from torch import Tensor, nn
 from torch_geometric.nn import global_max_pool
 
+from ..checkpoint import saveable
 from ..groups import Group, get_group
 from ..nn import EquivariantLinear, ImplicitConv, StandardConv
 from ..nn._irreps import IrrepsLike, as_irreps
@@ -16,6 +17,7 @@ from ..nn.activation import activation as make_activation
 from ..transforms.pointcloud import PointHierarchy
 
 
+@saveable
 class PointCloudClassifier(nn.Module):
     r"""Classify point clouds with normals, invariantly to ``group``.
 
@@ -76,7 +78,7 @@ class PointCloudClassifier(nn.Module):
         widths = [hidden] * (num_layers - 1) + [as_irreps(f"{readout}x0e", "readout")]
         self.convs = nn.ModuleList(conv(hidden, out, self.group, aggr="mean", **conv_kwargs) for out in widths)
         self.norms = nn.ModuleList(e3nn_nn.BatchNorm(hidden) for _ in range(num_layers - 1))
-        self.activations = nn.ModuleList(make_activation(activation, hidden) for _ in range(num_layers - 1))
+        self.activations = nn.ModuleList(make_activation(activation, hidden, self.group) for _ in range(num_layers - 1))
         self.mlp = nn.Sequential(nn.Linear(readout, readout), nn.SiLU(), nn.Linear(readout, num_classes))
 
     def forward(self, data) -> Tensor:

@@ -7,11 +7,13 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 
+from ..checkpoint import saveable
 from ..groups import Group
 from ..nn._irreps import IrrepsLike
 from .steerable_cnn import SteerableCNN
 
 
+@saveable
 class QM9Net(nn.Module):
     r"""Invariant property regression on molecular graphs.
 

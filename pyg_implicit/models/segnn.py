@@ -9,8 +9,9 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
+from ..checkpoint import saveable
 from ..groups import get_group
-from ..nn import EquivariantTensorProduct, NormGate
+from ..nn import EquivariantTensorProduct, InvariantGate
 from ..nn._irreps import IrrepsLike, as_irreps
 from ..nn.harmonics import unit_spherical_harmonics
 
@@ -21,7 +22,7 @@ class _SteerableLinear(nn.Module):
     def __init__(self, irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irreps_out: o3.Irreps, gate: bool) -> None:
         super().__init__()
         self.tensor_product = EquivariantTensorProduct(irreps_in, irreps_attr, irreps_out, "o3")
-        self.gate = NormGate(irreps_out) if gate else None
+        self.gate = InvariantGate(irreps_out, "o3") if gate else None
 
     def forward(self, x: Tensor, attr: Tensor) -> Tensor:
         out = self.tensor_product(x, attr)
@@ -60,6 +61,7 @@ class SEGNNLayer(MessagePassing):
         return self.message_2(m, edge_sh)
 
 
+@saveable
 class SEGNN(nn.Module):
     r"""O(3)-equivariant SEGNN-style network: embedding, residual SEGNN layers, steerable head.
 

@@ -67,22 +67,3 @@ def check_features(x: torch.Tensor, dim: int, name: str, irreps: object = None) 
         raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
     if x.dim() < 1 or x.shape[-1] != dim:
         raise ValueError(f"{name}: expected last dimension {dim} for irreps {irreps}, got shape {tuple(x.shape)}")
-
-
-def invariant_features(x: torch.Tensor, layout: Tuple[Field, ...], eps: float = 1e-8) -> torch.Tensor:
-    r"""O(3)-invariant features of ``x``: its ``0e`` channels and the norms of all other fields.
-
-    Invariant under :math:`O(3)` and therefore under every subgroup. The norm is the smooth
-    :math:`\sqrt{|x|^2 + \epsilon^2} - \epsilon`, so gradients stay finite at :math:`x = 0`
-    (zero-length edges). ``layout`` is :func:`fields` of the irreps of ``x``.
-    Returns ``[..., num_irreps]``, in the order of the fields.
-    """
-    out = []
-    for f in layout:
-        block = x[..., f.start : f.stop]
-        if f.scalar:
-            out.append(block)
-        else:
-            sq = block.reshape(*x.shape[:-1], f.mul, f.dim).pow(2).sum(-1)
-            out.append((sq + eps**2).sqrt() - eps)
-    return torch.cat(out, dim=-1) if out else x.new_zeros(*x.shape[:-1], 0)

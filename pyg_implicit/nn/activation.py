@@ -1,73 +1,96 @@
 r"""Equivariant nonlinearities for fields of restricted irreps."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Union
 
 import torch
 import torch.nn.functional as F
 from e3nn import io, o3
 from e3nn import nn as e3nn_nn
+from e3nn.math import normalize2mom
 from torch import nn
 
-from ._irreps import IrrepsLike, as_irreps, check_features, fields, invariant_features
+from ..groups import Group, get_group
+from ._irreps import IrrepsLike, as_irreps, check_features, fields
+from .invariants import InvariantSplit
 
 
-class NormGate(nn.Module):
-    r"""Gated nonlinearity driven by *all* invariants, exact for every :math:`G \le O(3)`.
+class InvariantGate(nn.Module):
+    r"""Gated nonlinearity driven by *every* :math:`G`-invariant of its input, exact for every :math:`G \le O(3)`.
 
-    With :math:`s = [x_{0e}, \|x_f\|_f]` the ``0e`` channels and the norms of every other field,
+    The input splits (:class:`~pyg_implicit.nn.InvariantSplit`) into scalar fields :math:`c`
+    (``0e``), the :math:`G`-invariant components :math:`a_k` of the other fields and the
+    :math:`G`-stable blocks :math:`P_i x` orthogonal to them. With
+    :math:`s = [c, a, \|P_1 x\|/\sqrt{d_1}, \dots]` all invariants of degree one and two,
 
     .. math::
-        y_{0e} = \phi(W_s s + b_s), \qquad y_f = x_f \, \sigma\big((W_g s + b_g)_f\big).
+        c' = \phi(W_c s + b_c), \qquad a_k' = a_k\, \sigma\big((W_g s + b_g)_k\big), \qquad
+        (P_i x)' = P_i x\; \sigma\big((W_g s + b_g)_i\big).
 
-    A gate driven by scalars alone is not enough inside a kernel network: among harmonic
-    polynomials of :math:`x` the only :math:`O(3)` scalar is the constant, so such a network is
-    affine in its input for :math:`O(3)`. The norms :math:`|x|^l` make it a genuine function of
-    the radius. Output irreps equal input irreps.
+    Scalar fields go through an MLP layer of *all* invariants; every other part of a field is
+    scaled by a gate computed from them, so a vector stays a vector that can pass through
+    (nearly) linearly; all terms commute with :math:`G`. For :math:`O(3)` the invariants are the
+    ``0e`` channels and the field norms: an e3nn-style gate whose gates also see the norms. For a
+    subgroup they include what :math:`O(3)` cannot see: under :math:`SO(2)` the :math:`z`
+    component of every ``1o`` field and its horizontal norm drive every scalar and every gate, and
+    the two parts of the vector are gated separately.
+
+    Among harmonic polynomials of :math:`x` the only :math:`O(3)` scalar is the constant, so a gate
+    of scalars alone would leave an :math:`O(3)` kernel network affine in its input; the norms
+    :math:`|x|^l` make it a genuine function of the radius.
+
+    Normalisation (e3nn's ``normalize2mom``): :math:`\phi` and :math:`\sigma` are rescaled to unit
+    second moment on :math:`\mathcal{N}(0, 1)` and :math:`W \sim \mathcal{N}(0, 1/\text{fan-in})`,
+    so unit-variance inputs give outputs of second moment close to one: deep stacks keep their scale.
 
     Args:
         irreps (str or Irreps): Irreps of the input and output.
-        act (callable): Nonlinearity :math:`\phi` of the scalar channels. (default: SiLU)
+        group (str or Group): The symmetry group whose invariants drive the gate. (default: ``"o3"``)
+        act (callable): Nonlinearity :math:`\phi` of the scalar fields. (default: SiLU)
 
     Shapes:
         - **input:** :math:`(*, \dim)`
         - **output:** :math:`(*, \dim)`
     """
 
-    def __init__(self, irreps: IrrepsLike, act: Callable[[torch.Tensor], torch.Tensor] = F.silu) -> None:
+    def __init__(
+        self, irreps: IrrepsLike, group: Union[str, Group] = "o3", act: Callable[[torch.Tensor], torch.Tensor] = F.silu
+    ) -> None:
         super().__init__()
         self.irreps_in = self.irreps_out = as_irreps(irreps, "irreps")
-        self.act = act
-        self._fields = fields(self.irreps_in)
+        self.group = get_group(group)
+        self.split = InvariantSplit(self.irreps_in, self.group)
+        self.act = normalize2mom(act)
+        self.gate_act = normalize2mom(torch.sigmoid)
+        n_in, n_scalar = self.split.num_invariants, self.split.num_scalar
+        n_gates = self.split.num_invariant - n_scalar + self.split.num_blocks
+        self.scalar = nn.Linear(n_in, n_scalar) if n_scalar else None
+        self.gate = nn.Linear(n_in, n_gates) if n_gates else None
         self._dim = self.irreps_in.dim
-        n_inv = self.irreps_in.num_irreps
-        n_scalar = sum(mul for mul, ir in self.irreps_in if ir == o3.Irrep("0e"))
-        self.scalar = nn.Linear(n_inv, n_scalar) if n_scalar else None
-        self.gate = nn.Linear(n_inv, n_inv - n_scalar) if n_inv > n_scalar else None
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for lin in (self.scalar, self.gate):
             if lin is not None:
-                lin.reset_parameters()
+                nn.init.normal_(lin.weight, std=lin.in_features**-0.5)
+                nn.init.zeros_(lin.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self._dim, "x", self.irreps_in)
-        s = invariant_features(x, self._fields)
-        scalars = self.act(self.scalar(s)) if self.scalar is not None else None
-        gates = torch.sigmoid(self.gate(s)) if self.gate is not None else None
-        out, i_scalar, i_gate = [], 0, 0
-        for f in self._fields:
-            if f.scalar:
-                out.append(scalars[..., i_scalar : i_scalar + f.mul])
-                i_scalar += f.mul
-            else:
-                g = gates[..., i_gate : i_gate + f.mul, None]
-                out.append((x[..., f.start : f.stop].reshape(*x.shape[:-1], f.mul, f.dim) * g).flatten(-2))
-                i_gate += f.mul
-        return torch.cat(out, dim=-1)
+        a, z = self.split.split(x)
+        s = torch.cat([a, self.split.block_rms(z)], dim=-1)
+        n_scalar, n_invariant = self.split.num_scalar, self.split.num_invariant
+        c, a = a[..., :n_scalar], a[..., n_scalar:]
+        if self.scalar is not None:
+            c = self.act(self.scalar(s))
+        if self.gate is not None:
+            g = self.gate_act(self.gate(s))
+            a = a * g[..., : n_invariant - n_scalar]
+            z = z * self.split.expand(g[..., n_invariant - n_scalar :])
+        return self.split.merge(torch.cat([c, a], dim=-1), z)
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.irreps_in})"
+        return f"{self.__class__.__name__}({self.irreps_in}, group={self.group.name})"
 
 
 class QuotientELU(nn.Module):
@@ -78,7 +101,7 @@ class QuotientELU(nn.Module):
     :math:`f_u(n) = \sum_l A^l_u \cdot Y^l(n)`, and mapped to
     :math:`\int \mathrm{ELU}(f_u(n)) Y^l(n) dn` (``e3nn.nn.S2Activation``).
     Equivariance is exact only in the limit of a fine grid: the error for finite ``resolution``
-    is measured in the tests (``tests/test_activation.py``); use :class:`NormGate` where
+    is measured in the tests (``tests/test_layers.py``); use :class:`InvariantGate` where
     exactness matters.
 
     Args:
@@ -117,10 +140,10 @@ class QuotientELU(nn.Module):
         return f"{self.__class__.__name__}({self.irreps_in})"
 
 
-def activation(name: str, irreps: IrrepsLike) -> nn.Module:
+def activation(name: str, irreps: IrrepsLike, group: Union[str, Group]) -> nn.Module:
     """The equivariant nonlinearity named ``name`` (``"gate"`` or ``"quotient_elu"``) on ``irreps``."""
     if name == "gate":
-        return NormGate(irreps)
+        return InvariantGate(irreps, group)
     if name == "quotient_elu":
         return QuotientELU(irreps)
     raise ValueError(f"activation: expected 'gate' or 'quotient_elu', got {name!r}")

@@ -11,6 +11,7 @@ from torch_geometric.nn import MessagePassing
 from ..groups import Group
 from ._irreps import IrrepsLike, check_features
 from .kernel import ImplicitKernel, StandardKernel, SteerableKernel
+from .linear import EquivariantLinear, invariant_bias_vector, register_invariant_bias
 
 PairTensor = Tuple[Tensor, Tensor]
 PairOptTensor = Tuple[Optional[Tensor], Optional[Tensor]]
@@ -20,16 +21,22 @@ class SteerableConv(MessagePassing):
     r"""A steerable point convolution with a given kernel.
 
     .. math::
-        f'_i = \bigoplus_{j \in \mathcal{N}(i)} K(x_j - x_i,\; e_{ij}, a_i, a_j)\, f_j
+        f'_i = W_{root} f_i + b + \bigoplus_{j \in \mathcal{N}(i)} K(x_j - x_i,\; e_{ij}, a_i, a_j)\, f_j
 
-    with :math:`\bigoplus` the aggregation (sum by default) and :math:`K` a
-    :class:`~pyg_implicit.nn.SteerableKernel`. If :math:`K` satisfies
-    :math:`K(g x, \rho_z(g) z) = \rho_{out}(g) K(x, z) \rho_{in}(g)^{-1}`, the layer is equivariant
-    to :math:`G` and to translations. :class:`ImplicitConv` and :class:`StandardConv` are this layer
-    with the two kernels of the package.
+    with :math:`\bigoplus` the aggregation (sum by default), :math:`K` a
+    :class:`~pyg_implicit.nn.SteerableKernel`, :math:`W_{root}` a :math:`G`-equivariant linear map
+    (the self-interaction of e3nn / NequIP: a node's own features reach its output through a
+    learned map, not only through messages) and :math:`b` a :math:`G`-invariant bias. If :math:`K`
+    satisfies :math:`K(g x, \rho_z(g) z) = \rho_{out}(g) K(x, z) \rho_{in}(g)^{-1}`, the layer is
+    equivariant to :math:`G` and to translations. :class:`ImplicitConv` and :class:`StandardConv`
+    are this layer with the two kernels of the package.
 
     Args:
         kernel (SteerableKernel): The kernel.
+        root_weight (bool): Add the transformed features of the target node, :math:`W_{root} f_i`
+            (skipped for bipartite input whose target features are ``None``, as in PyG).
+            (default: :obj:`True`)
+        bias (bool): Add a learned :math:`G`-invariant bias. (default: :obj:`True`)
         **kwargs (optional): Additional arguments of :class:`torch_geometric.nn.conv.MessagePassing`
             (``aggr="add"`` by default, ``flow``, ...).
 
@@ -42,7 +49,7 @@ class SteerableConv(MessagePassing):
         - **output:** node features :math:`(|\mathcal{V}_t|, d_{out})`
     """
 
-    def __init__(self, kernel: SteerableKernel, **kwargs) -> None:
+    def __init__(self, kernel: SteerableKernel, root_weight: bool = True, bias: bool = True, **kwargs) -> None:
         kwargs.setdefault("aggr", "add")
         super().__init__(**kwargs)
         self.kernel = kernel
@@ -50,10 +57,18 @@ class SteerableConv(MessagePassing):
         self.irreps_out: o3.Irreps = kernel.irreps_out
         self.group: Group = kernel.group
         self._dim_in = self.irreps_in.dim
+        self.root_weight = root_weight
+        self.lin_root = EquivariantLinear(self.irreps_in, self.irreps_out, self.group, bias=False) if root_weight else None
+        self.bias = None
+        self._bias_fields = register_invariant_bias(self, self.irreps_out, self.group) if bias else ()
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
         self.kernel.reset_parameters()
+        if self.lin_root is not None:
+            self.lin_root.reset_parameters()
+        if self.bias is not None:
+            torch.nn.init.zeros_(self.bias)
 
     def forward(
         self,
@@ -89,7 +104,20 @@ class SteerableConv(MessagePassing):
         if node_attr[0] is None:
             node_attr = None
         # propagate_type: (x: PairOptTensor, pos: PairTensor, edge_attr: OptTensor, node_attr: PairOptTensor)
-        return self.propagate(edge_index, x=x, pos=pos, edge_attr=edge_attr, node_attr=node_attr, size=size)
+        out = self.propagate(edge_index, x=x, pos=pos, edge_attr=edge_attr, node_attr=node_attr, size=size)
+        x_root = x[1 - src]
+        if self.lin_root is not None and x_root is not None:
+            check_features(x_root, self._dim_in, "x", self.irreps_in)
+            if x_root.shape[0] != size[1 - src]:
+                raise ValueError(f"x: expected {size[1 - src]} rows (one per target node), got {x_root.shape[0]}")
+            out = out + self.lin_root(x_root)
+        if self.bias is not None:
+            out = out + self.bias_vector().to(out)
+        return out
+
+    def bias_vector(self) -> Tensor:
+        """The :math:`G`-invariant bias ``[dim irreps_out]`` (zeros without ``bias``)."""
+        return invariant_bias_vector(self, self._bias_fields, self.irreps_out.dim)
 
     def message(
         self,
@@ -132,8 +160,11 @@ class ImplicitConv(SteerableConv):
         mlp_layers (int): Linear layers of the kernel MLP, output layer included. (default: :obj:`2`)
         activation (str): ``"gate"`` or ``"quotient_elu"``. (default: ``"gate"``)
         batch_norm (bool): Batch-normalise the harmonic polynomials. (default: :obj:`True`)
-        sigma (float): Initial width of the Gaussian shell. (default: :obj:`1.0`)
-        **kwargs (optional): Additional arguments of :class:`torch_geometric.nn.conv.MessagePassing`.
+        sigma (float, optional): Initial width of the Gaussian shell; :obj:`None` sets it to twice
+            the root-mean-square edge length of the first training batch. (default: :obj:`None`)
+        **kwargs (optional): ``root_weight`` and ``bias`` of :class:`SteerableConv` (both
+            :obj:`True` by default), and additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
 
     Shapes: see :class:`SteerableConv`.
 
@@ -155,7 +186,7 @@ class ImplicitConv(SteerableConv):
         mlp_layers: int = 2,
         activation: str = "gate",
         batch_norm: bool = True,
-        sigma: float = 1.0,
+        sigma: Optional[float] = None,
         **kwargs,
     ) -> None:
         kernel = ImplicitKernel(
@@ -187,7 +218,9 @@ class StandardConv(SteerableConv):
         radial_hidden (int): Width of the radial MLP. (default: :obj:`32`)
         num_basis (int): Size of the Gaussian embedding of the distance. (default: :obj:`10`)
         max_radius (float): Range of that embedding. (default: :obj:`2.0`)
-        **kwargs (optional): Additional arguments of :class:`torch_geometric.nn.conv.MessagePassing`.
+        **kwargs (optional): ``root_weight`` and ``bias`` of :class:`SteerableConv` (both
+            :obj:`True` by default), and additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
 
     Shapes: see :class:`SteerableConv`.
     """

@@ -20,6 +20,7 @@ The kernel networks differ:
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Union
 
 import torch
@@ -28,8 +29,9 @@ from e3nn.math import soft_one_hot_linspace
 from torch import nn
 
 from ..groups import Group, get_group
-from ._irreps import IrrepsLike, as_irreps, check_features, fields, invariant_features
+from ._irreps import IrrepsLike, as_irreps, check_features
 from .harmonics import HarmonicEmbedding, unit_spherical_harmonics
+from .invariants import InvariantSplit
 from .mlp import EquivariantMLP
 from .tensor_product import EquivariantTensorProduct
 
@@ -71,7 +73,6 @@ class SteerableKernel(nn.Module):
             self.irreps_attr += self.edge_attr_irreps
         if self.node_attr_irreps is not None:
             self.irreps_attr += self.node_attr_irreps + self.node_attr_irreps
-        self._attr_fields = fields(self.irreps_attr)
         self._attr_dims = tuple(None if irreps is None else irreps.dim for irreps in (self.edge_attr_irreps, self.node_attr_irreps))
 
     def _build_tensor_product(self) -> None:
@@ -172,7 +173,14 @@ class ImplicitKernel(SteerableKernel):
         activation (str): ``"gate"`` (exact) or ``"quotient_elu"`` (the paper's, approximate).
             (default: ``"gate"``)
         batch_norm (bool): Batch-normalise the harmonic polynomials. (default: :obj:`True`)
-        sigma (float): Initial width of the Gaussian shell. (default: :obj:`1.0`)
+        sigma (float, optional): Initial width of the Gaussian shell, in the units of the positions.
+            :obj:`None` ties it to the data: it is set to twice the root-mean-square length
+            :math:`\bar r` of the relative positions of the first batch seen in training mode
+            (the shell is then :math:`e^{-1/4}` at :math:`\bar r`; learned as usual afterwards),
+            and the bilinear map's initial weights are scaled so that the shell-weighted features
+            have unit second moment on that batch.
+            A shell much narrower than the edges (edges of length 10 with :math:`\sigma = 1`
+            give kernels of order :math:`e^{-100}`) silences a layer. (default: :obj:`None`)
 
     Shapes:
         - **input:** :math:`f: (E, d_{in})`, :math:`x: (E, 3)`, attributes :math:`(E, *)`
@@ -191,14 +199,15 @@ class ImplicitKernel(SteerableKernel):
         node_attr_irreps: Optional[IrrepsLike] = None,
         activation: str = "gate",
         batch_norm: bool = True,
-        sigma: float = 1.0,
+        sigma: Optional[float] = None,
     ) -> None:
         super().__init__(irreps_in, irreps_out, group, edge_attr_irreps, node_attr_irreps)
         if not isinstance(mlp_layers, int) or mlp_layers < 1:
             raise ValueError(f"mlp_layers: expected an int >= 1, got {mlp_layers!r}")
-        if not sigma > 0:
-            raise ValueError(f"sigma: expected a positive width, got {sigma!r}")
-        self.lmax, self.mlp_layers, self.sigma_init = lmax, mlp_layers, float(sigma)
+        if sigma is not None and not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
+            raise ValueError(f"sigma: expected a positive width or None (set from the data), got {sigma!r}")
+        self.lmax, self.mlp_layers = lmax, mlp_layers
+        self.sigma_init = None if sigma is None else float(sigma)
         self.harmonics = HarmonicEmbedding(lmax, batch_norm=batch_norm)
         irreps_mlp_in = self.harmonics.irreps_out + self.irreps_attr
         if mlp_layers == 1:
@@ -211,6 +220,9 @@ class ImplicitKernel(SteerableKernel):
             )
             self.irreps_features = hidden
         self.sigma = nn.Parameter(torch.empty(()))
+        # Whether sigma (and the output scale) still wait for the first training batch; saved, so a
+        # loaded model keeps its values.
+        self.register_buffer("sigma_pending", torch.tensor(False))
         self._build_tensor_product()
         self.reset_parameters()
 
@@ -218,8 +230,14 @@ class ImplicitKernel(SteerableKernel):
         self.harmonics.reset_parameters()
         if self.mlp is not None:
             self.mlp.reset_parameters()
-        nn.init.constant_(self.sigma, self.sigma_init)
+        nn.init.constant_(self.sigma, 1.0 if self.sigma_init is None else self.sigma_init)
+        self.sigma_pending.fill_(self.sigma_init is None)
+        self._sigma_pending = self.sigma_init is None  # a Python mirror: forward reads it without a device sync
         self.tensor_product.reset_parameters()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._sigma_pending = bool(self.sigma_pending)
 
     def radial_shell(self, vec: torch.Tensor) -> torch.Tensor:
         r"""The Gaussian shell :math:`e^{-|x|^2/\sigma^2}` ``[E, 1]`` with learnable :math:`\sigma`."""
@@ -230,7 +248,22 @@ class ImplicitKernel(SteerableKernel):
         h = torch.cat([self.harmonics(vec), z], dim=-1)
         if self.mlp is not None:
             h = self.mlp(h)
+        if self._sigma_pending and self.training and vec.shape[0]:
+            self._initialize_from_data(vec, h)
         return h * self.radial_shell(vec)
+
+    @torch.no_grad()
+    def _initialize_from_data(self, vec: torch.Tensor, h: torch.Tensor) -> None:
+        """Set sigma to twice the RMS edge length, then scale the bilinear map's weights so that the
+        shell-weighted features have unit second moment on this batch (data-dependent initialisation,
+        as in LSUV): the MLP output is largest on long edges, where the shell is smallest, so their
+        product would otherwise start at a third of the scale the bilinear map expects."""
+        self.sigma.copy_(2 * vec.pow(2).sum(-1).mean().sqrt().clamp_min(1e-6))  # shell e^{-1/4} at the RMS length
+        mean_square = (h * self.radial_shell(vec)).pow(2).mean()
+        if mean_square > 0:
+            self.tensor_product.scale_weights_(float(mean_square) ** -0.5)
+        self.sigma_pending.fill_(False)
+        self._sigma_pending = False
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, lmax={self.lmax}, features={self.irreps_features}, mlp_layers={self.mlp_layers}"
@@ -243,8 +276,8 @@ class StandardKernel(SteerableKernel):
         K(x, z) f = B\big(f,\; R(|x|, s(z)) \otimes Y^{\le L}(x / |x|)\big)
 
     :math:`Y^{\le L}` are the spherical harmonics, :math:`R` a radial MLP of a Gaussian embedding
-    of :math:`|x|` on :math:`[0, r_{max}]` (and of the invariants :math:`s(z)` of the attributes:
-    ``0e`` channels and norms of the other fields) with ``radial_features`` outputs, and :math:`B`
+    of :math:`|x|` on :math:`[0, r_{max}]` (and of the :math:`G`-invariants :math:`s(z)` of the
+    attributes, :class:`~pyg_implicit.nn.InvariantSplit`) with ``radial_features`` outputs, and :math:`B`
     a learned :math:`G`-equivariant bilinear map. For :math:`O(3)` this is the tensor field
     network kernel; for a subgroup :math:`B` admits all :math:`G`-equivariant couplings of
     :math:`Y^l` with the input, which is the group-restricted basis of Cesa et al. (2022).
@@ -289,8 +322,9 @@ class StandardKernel(SteerableKernel):
         self.radial_features = radial_features
         sh = o3.Irreps.spherical_harmonics(lmax)
         self.irreps_features = o3.Irreps([(radial_features, ir) for _, ir in sh])
+        self.attr_invariants = InvariantSplit(self.irreps_attr, self.group)
         self.radial = nn.Sequential(
-            nn.Linear(num_basis + self.irreps_attr.num_irreps, radial_hidden),
+            nn.Linear(num_basis + self.attr_invariants.num_invariants, radial_hidden),
             nn.SiLU(),
             nn.Linear(radial_hidden, radial_features),
         )
@@ -307,7 +341,7 @@ class StandardKernel(SteerableKernel):
         z = self.attributes(vec, edge_attr, node_attr_i, node_attr_j)
         r = vec.norm(dim=-1)
         embedding = soft_one_hot_linspace(r, 0.0, self.max_radius, self.num_basis, basis="gaussian", cutoff=False)
-        radial = self.radial(torch.cat([embedding, invariant_features(z, self._attr_fields)], dim=-1))  # [E, n_r]
+        radial = self.radial(torch.cat([embedding, self.attr_invariants.invariants(z)], dim=-1))  # [E, n_r]
         Y = unit_spherical_harmonics(vec, self.lmax)  # [E, (L+1)^2]
         blocks = [
             torch.einsum("er,em->erm", radial, Y[:, l * l : (l + 1) ** 2]).flatten(1) for l in range(self.lmax + 1)

@@ -16,7 +16,7 @@ class EquivariantMLP(nn.Module):
     r"""A :math:`G`-MLP :math:`x \mapsto \sigma(W_n \cdots \sigma(W_1 x + b_1) \cdots + b_n)`.
 
     Every :math:`W_i` is an :class:`EquivariantLinear` and :math:`\sigma` an equivariant
-    nonlinearity (:class:`NormGate` by default), so the MLP is :math:`G`-equivariant.
+    nonlinearity (:class:`InvariantGate` of :math:`G` by default), so the MLP is :math:`G`-equivariant.
 
     Args:
         irreps_in (str or Irreps): Input irreps.
@@ -54,7 +54,7 @@ class EquivariantMLP(nn.Module):
         for i in range(num_layers):
             layers.append(EquivariantLinear(dims[i], dims[i + 1], self.group))
             if i < num_layers - 1 or activate_last:
-                layers.append(make_activation(activation, dims[i + 1]))
+                layers.append(make_activation(activation, dims[i + 1], self.group))
         self.layers = nn.Sequential(*layers)
 
     def reset_parameters(self) -> None:

@@ -129,6 +129,11 @@ class EquivariantTensorProduct(nn.Module):
         with torch.no_grad():
             (self.e3nn.weight if self.e3nn is not None else self.weight).normal_()
 
+    @torch.no_grad()
+    def scale_weights_(self, factor: float) -> None:
+        """Multiply every weight by ``factor`` (the map is linear in its weights: outputs scale too)."""
+        (self.e3nn.weight if self.e3nn is not None else self.weight).mul_(factor)
+
     def _paths(self):
         """Per path: the input / output fields, the weights ``[u, v, k, w]`` and the basis ``[k, c, a, b]``."""
         offset = 0

@@ -1,0 +1,118 @@
+r"""A message-passing block: a steerable convolution, then a :math:`G`-MLP update of every node."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import torch
+from e3nn import o3
+from torch import Tensor, nn
+
+from ..groups import Group, get_group
+from ._irreps import IrrepsLike, as_irreps
+from .conv import ImplicitConv, StandardConv
+from .mlp import EquivariantMLP
+from .norm import running_batch_norm
+
+KERNELS = {"implicit": ImplicitConv, "standard": StandardConv}
+
+
+class SteerableBlock(nn.Module):
+    r"""Convolution, node update and residual connection, :math:`G`-equivariant for any :math:`G \le O(3)`.
+
+    .. math::
+        \bar h = \mathrm{BN}_G(h), \qquad
+        m_i = \bigoplus_{j \in \mathcal{N}(i)} K\big(x_j - x_i,\; e_{ij},\; a_i \oplus \bar h_i,\; a_j \oplus \bar h_j\big)\, \bar h_j,
+        \qquad
+        h_i' = \cos\theta\; h_i + \sin\theta\; \mathrm{MLP}_G(\bar h_i \oplus m_i)
+
+    The message is a steerable convolution (:class:`~pyg_implicit.nn.ImplicitConv` or
+    :class:`~pyg_implicit.nn.StandardConv`) whose kernel may see the current features of both
+    endpoints (``kernel_node_features``, paper app. B.1: the implicit kernel's input includes the
+    node features, so a message depends on both ends, as in SEGNN). The update is a
+    :math:`G`-MLP of the node's own state and its aggregated message (SEGNN, EGNN, NequIP all
+    update a node this way), so a node's features pass through nonlinearities every block. The
+    residual weights satisfy :math:`\cos^2\theta + \sin^2\theta = 1` (e3nn's convolution uses
+    :math:`\theta = \pi/8`): with unit-variance, uncorrelated terms the second moment of :math:`h`
+    stays one however many blocks are stacked. The block reads its input through an
+    :class:`~pyg_implicit.nn.EquivariantBatchNorm` (pre-normalisation, as in pre-LN transformers)
+    while the residual stream :math:`h` keeps its scale: a message is bilinear in the features when
+    the kernel sees them, so without it a deep stack of such blocks can grow its features without
+    bound at initialisation (measured: second moment 1.7e4 after 8 SO(2) blocks). The norm
+    normalises with its running statistics (``use_batch_statistics=False``, ``momentum=0.01``): a
+    common rescaling of all nodes that keeps each node's magnitude and adds no batch noise, which
+    a precise regression needs (measured on the N-body task: batch statistics cost 5x in MSE).
+
+    Args:
+        irreps (str or Irreps): Irreps of the node features :math:`h` (input and output).
+        group (str or Group): The symmetry group. (default: ``"o3"``)
+        kernel (str): ``"implicit"`` or ``"standard"``. (default: ``"implicit"``)
+        edge_attr_irreps (str or Irreps, optional): Irreps of edge attributes :math:`e_{ij}`.
+        node_attr_irreps (str or Irreps, optional): Irreps of fixed node attributes :math:`a_i`.
+        kernel_node_features (bool): Feed :math:`h_i, h_j` to the kernel. (default: :obj:`True`)
+        update_layers (int): Linear layers of the update :math:`G`-MLP. (default: :obj:`2`)
+        norm (bool): Pre-normalise the input with :class:`~pyg_implicit.nn.EquivariantBatchNorm`.
+            (default: :obj:`True`)
+        residual_angle (float): :math:`\theta`. (default: :math:`\pi/8`)
+        aggr (str): Aggregation of the messages. ``"variance_preserving"`` (PyG's
+            :math:`\frac{1}{\sqrt{|\mathcal{N}(i)|}}\sum_j`, the e3nn / NequIP normalisation: the sum of
+            :math:`n` uncorrelated unit-variance messages keeps unit variance) or any PyG aggregation.
+            (default: ``"variance_preserving"``)
+        **conv_kwargs: Passed to the convolution (``lmax``, ``hidden_irreps``, ``mlp_layers``, ...).
+
+    Shapes:
+        - **input:** :math:`h: (N, \dim)`, :math:`\mathrm{pos}: (N, 3)`, edge index :math:`(2, E)`,
+          edge attributes :math:`(E, d_e)`, node attributes :math:`(N, d_a)`
+        - **output:** :math:`(N, \dim)`
+    """
+
+    def __init__(
+        self,
+        irreps: IrrepsLike,
+        group: Union[str, Group] = "o3",
+        kernel: str = "implicit",
+        edge_attr_irreps: Optional[IrrepsLike] = None,
+        node_attr_irreps: Optional[IrrepsLike] = None,
+        kernel_node_features: bool = True,
+        update_layers: int = 2,
+        norm: bool = True,
+        residual_angle: float = math.pi / 8,
+        aggr: str = "variance_preserving",
+        **conv_kwargs,
+    ) -> None:
+        super().__init__()
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel: expected one of {sorted(KERNELS)}, got {kernel!r}")
+        self.irreps_in = self.irreps_out = as_irreps(irreps, "irreps")
+        self.group = get_group(group)
+        self.kernel_node_features = kernel_node_features
+        self.norm = running_batch_norm(self.irreps_in, self.group) if norm else None
+        node_attr = as_irreps(node_attr_irreps, "node_attr_irreps", allow_none=True)
+        kernel_attr = (node_attr or o3.Irreps("")) + (self.irreps_in if kernel_node_features else o3.Irreps(""))
+        self.conv = KERNELS[kernel](
+            self.irreps_in, self.irreps_in, self.group, edge_attr_irreps=edge_attr_irreps,
+            node_attr_irreps=kernel_attr if kernel_attr.dim else None, root_weight=False, bias=False, aggr=aggr,
+            **conv_kwargs,
+        )  # fmt: skip
+        self.update = EquivariantMLP(self.irreps_in + self.irreps_in, self.irreps_in, self.irreps_in, update_layers, self.group)
+        self.residual_angle = residual_angle
+
+    def reset_parameters(self) -> None:
+        if self.norm is not None:
+            self.norm.reset_parameters()
+        self.conv.reset_parameters()
+        self.update.reset_parameters()
+
+    def forward(
+        self, h: Tensor, pos: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None, node_attr: Optional[Tensor] = None
+    ) -> Tensor:
+        x = self.norm(h) if self.norm is not None else h
+        if self.kernel_node_features:
+            node_attr = x if node_attr is None else torch.cat([node_attr, x], dim=-1)
+        m = self.conv(x, pos, edge_index, edge_attr, node_attr)
+        u = self.update(torch.cat([x, m], dim=-1))
+        return math.cos(self.residual_angle) * h + math.sin(self.residual_angle) * u
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.irreps_in}, group={self.group.name}, "
+                f"kernel={self.conv.kernel.__class__.__name__}, kernel_node_features={self.kernel_node_features})")  # fmt: skip

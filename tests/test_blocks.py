@@ -1,0 +1,193 @@
+"""The learning blocks: G-invariants, the invariant gate, G-aware batch norm, the message-passing block."""
+import math
+
+import pytest
+import torch
+
+from pyg_implicit.graph import knn_graph
+from pyg_implicit.groups import Group, get_group, irreps_D
+from pyg_implicit.models import SteerableCNN
+from pyg_implicit.nn import (
+    EquivariantBatchNorm,
+    EquivariantLinear,
+    ImplicitConv,
+    InvariantGate,
+    InvariantSplit,
+    SteerableBlock,
+)
+from pyg_implicit.testing import assert_equivariant, equivariance_error
+
+IRREPS = "3x0e+2x1o+2x2e+1x0o+1x1e"
+# rotations about the (1, 1, 1) axis and the mirror swapping x and y: a group not in the catalogue
+AXIS = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64) / math.sqrt(3)
+L_AXIS = torch.einsum("k,kij->ij", AXIS, torch.tensor([[[0, 0, 0], [0, 0, -1], [0, 1, 0]], [[0, 0, 1], [0, 0, 0], [-1, 0, 0]],
+                                                      [[0, -1, 0], [1, 0, 0], [0, 0, 0]]], dtype=torch.float64))  # fmt: skip
+USER_GROUP = Group("cone_111", lie_generators=[L_AXIS],
+                   discrete_generators=[torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])])  # fmt: skip
+GROUPS = ["o3", "so2", "cone", "c4", "d4", "oh", USER_GROUP]
+
+
+def outside(group, n=3):
+    """Elements of O(3) that are not in ``group``."""
+    samples = get_group("o3").sample(32, generator=torch.Generator().manual_seed(1))
+    return samples[~get_group(group).contains(samples)][:n]
+
+
+@pytest.mark.parametrize("group", ["so2", "cone", "c4", "d4", "oh", "ih", "fullcyl", "trivial", USER_GROUP])
+def test_stable_decomposition_is_orthogonal_and_stable(float64, group):
+    group = get_group(group)
+    for ir in ["0e", "1o", "1e", "2e", "3o"]:
+        Q, sizes = group.stable_decomposition(ir)
+        torch.testing.assert_close(Q @ Q.T, torch.eye(Q.shape[0]))
+        n = group.invariant_basis(ir).shape[0]
+        assert sizes[:n] == (1,) * n and sum(sizes) == Q.shape[0]
+        D = irreps_D(f"1x{ir}", group.sample(5, generator=torch.Generator().manual_seed(0)))
+        moved = Q @ D @ Q.T  # the representation in the adapted basis: block diagonal, identity on invariants
+        start = 0
+        for i, size in enumerate(sizes):
+            block = moved[:, start : start + size, start : start + size]
+            torch.testing.assert_close(block.transpose(1, 2) @ block, torch.eye(size).expand_as(block))  # stable
+            if i < n:
+                torch.testing.assert_close(block, torch.ones_like(block))
+            start += size
+
+
+def test_so2_split_sees_the_vertical_component():
+    split = InvariantSplit("1x0e+1x1o", "so2")
+    x = torch.tensor([[2.0, 3.0, 4.0, 5.0]])  # 0e, then (x, y, z)
+    invariants = split.invariants(x)[0]
+    assert split.num_invariant == 2 and split.num_blocks == 1
+    torch.testing.assert_close(invariants[:2].abs().sort().values, torch.tensor([2.0, 5.0]))
+    torch.testing.assert_close(invariants[2], torch.tensor(5.0 / math.sqrt(2)), atol=1e-6, rtol=0)  # |(3, 4)| / sqrt(2)
+    assert InvariantSplit("1x0e+1x1o", "o3").num_invariant == 1
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_gate_and_batch_norm_are_equivariant_inside_and_not_outside(float64, group):
+    x = torch.randn(40, 23)
+    for module in (InvariantGate(IRREPS, group), EquivariantBatchNorm(IRREPS, group)):
+        assert_equivariant(module, group, (x,), (IRREPS,), IRREPS, tolerance=1e-9)
+        if get_group(group).name != "o3":
+            assert equivariance_error(module, outside(group), (x,), (IRREPS,), IRREPS).min() > 1e-3
+
+
+def test_batch_norm_normalises_each_stable_block_and_uses_running_statistics(float64):
+    bn = EquivariantBatchNorm("1x1o", "so2")
+    x = torch.randn(5000, 3) * torch.tensor([0.3, 0.3, 6.0]) + torch.tensor([0.0, 0.0, 2.0])
+    y = bn(x)
+    torch.testing.assert_close(y[:, 2].mean(), torch.tensor(0.0), atol=1e-9, rtol=0)
+    torch.testing.assert_close(y[:, 2].var(unbiased=False), torch.tensor(1.0), atol=1e-3, rtol=0)
+    torch.testing.assert_close(y[:, :2].pow(2).sum(1).mean() / 2, torch.tensor(1.0), atol=1e-3, rtol=0)
+    # an O(3) batch norm cannot separate them: the horizontal part stays tiny
+    o3 = EquivariantBatchNorm("1x1o", "o3")(x)
+    assert o3[:, :2].pow(2).mean() < 0.01
+    bn.eval()
+    for _ in range(3):
+        bn.train()(x)
+    bn.eval()
+    assert bn(x[:10]).shape == (10, 3) and bn.running_mean.abs().item() > 0.5
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_block_is_equivariant_inside_and_not_outside(float64, group):
+    pos = torch.randn(30, 3)
+    edge_index = knn_graph(pos, 6)
+    block = SteerableBlock("4x0e+2x1o+1x2e", group, edge_attr_irreps="1x0e", node_attr_irreps="2x0e", lmax=2,
+                           hidden_irreps="4x0e+2x1o+1x2e")  # fmt: skip
+    h = torch.randn(30, block.irreps_in.dim)
+    args = (h, pos, edge_index, torch.randn(edge_index.shape[1], 1), torch.randn(30, 2))
+    actions = (block.irreps_in, "cartesian_points", None, None, None)
+    assert_equivariant(block, group, args, actions, block.irreps_out, tolerance=1e-9)
+    if get_group(group).name != "o3":
+        assert equivariance_error(block, outside(group), args, actions, block.irreps_out).min() > 1e-4
+
+
+@pytest.mark.parametrize("group", ["o3", "so2", "c4"])
+def test_deep_network_keeps_its_scale_at_initialisation(group):
+    """An 8-block SteerableCNN maps unit-variance input to output of second moment in [0.5, 2]."""
+    irreps = "8x0e+8x1o+4x2e"
+    pos = torch.randn(400, 3)
+    edge_index = knn_graph(pos, 8)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = SteerableCNN(irreps, irreps, irreps, group, num_layers=8, kernel_hidden_irreps=irreps)
+        x = torch.randn(400, model.irreps_in.dim)
+        with torch.no_grad():
+            ratio = model(x, pos, edge_index).pow(2).mean() / x.pow(2).mean()
+        assert 0.5 <= ratio <= 2.0, (group, seed, float(ratio))
+
+
+def fit_vertical_function(gate_group: str, seed: int, steps: int = 400) -> float:
+    """Train an SO(2) G-MLP (linear layers of SO(2), hidden ``2x0e+4x1o``) whose gates see the
+    invariants of ``gate_group`` on y = cos(3 v_z) from a 1o input v; return the relative error."""
+    torch.manual_seed(seed)
+    hidden = "2x0e+4x1o"
+    layers = [EquivariantLinear("1x1o", hidden, "so2")]
+    for _ in range(2):
+        layers += [InvariantGate(hidden, gate_group), EquivariantLinear(hidden, hidden, "so2")]
+    layers += [InvariantGate(hidden, gate_group), EquivariantLinear(hidden, "1x0e", "so2")]
+    model = torch.nn.Sequential(*layers)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        v = torch.randn(256, 3, generator=g)
+        loss = (model(v)[:, 0] - torch.cos(3 * v[:, 2])).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    v = torch.randn(4000, 3, generator=g)
+    with torch.no_grad():
+        target = torch.cos(3 * v[:, 2])
+        return float((model(v)[:, 0] - target).pow(2).mean() / target.var())
+
+
+def test_so2_gate_learns_a_function_of_the_vertical_component():
+    """With gates driven by every SO(2) invariant (the z component of each vector is a scalar
+    channel) the network fits cos(3 v_z); with the O(3) invariants alone (0e channels and norms: the
+    former NormGate) v_z reaches a nonlinearity only through the two 0e channels, and the same steps
+    leave a 4x larger error (measured: 0.014 / 0.010 against 0.056 / 0.043 for seeds 0 / 1). With
+    as many 0e channels as vectors the linear layers route v_z into them and the gap closes for
+    this target (it stays for sin(2 v_z) |v_xy|); on the N-body task at k = 1000 the SO(2) gate
+    gave 0.018 against 0.024 (README)."""
+    so2 = sum(fit_vertical_function("so2", seed) for seed in (0, 1)) / 2
+    o3_only = sum(fit_vertical_function("o3", seed) for seed in (0, 1)) / 2
+    assert so2 < 0.03, so2
+    assert o3_only > 2 * so2, (so2, o3_only)
+
+
+def test_conv_self_interaction_and_bias(float64):
+    pos = torch.randn(12, 3)
+    edge_index = knn_graph(pos, 3)
+    conv = ImplicitConv("2x0e+1x1o", "2x0e+1x1o", "so2", lmax=1)
+    bare = ImplicitConv("2x0e+1x1o", "2x0e+1x1o", "so2", lmax=1, root_weight=False, bias=False)
+    bare.kernel.load_state_dict(conv.kernel.state_dict())
+    with torch.no_grad():
+        conv.bias.normal_()
+    x = torch.randn(12, 5)
+    expected = bare(x, pos, edge_index) + conv.lin_root(x) + conv.bias_vector()
+    torch.testing.assert_close(conv(x, pos, edge_index), expected)
+    assert conv.bias.numel() == 3  # 2x0e and the z component of the 1o field
+    # bipartite with no target features: the root term is skipped (as in PyG)
+    out = conv((x, None), (pos, pos[:4]), edge_index[:, edge_index[1] < 4])
+    assert out.shape == (4, 5)
+
+
+def test_shell_width_is_set_from_the_first_training_batch_and_saved(float64):
+    pos = 10 * torch.randn(40, 3)  # edges of length ~10: a shell of width 1 would silence the layer
+    edge_index = knn_graph(pos, 4)
+    conv = ImplicitConv("1x0e", "1x0e", "o3", lmax=1)
+    vec = pos[edge_index[0]] - pos[edge_index[1]]
+    conv(torch.ones(40, 1), pos, edge_index)
+    torch.testing.assert_close(conv.kernel.sigma.detach(), 2 * vec.pow(2).sum(1).mean().sqrt())
+    sigma = conv.kernel.sigma.item()
+    conv(torch.ones(40, 1), 3 * pos, edge_index)  # set once only
+    assert conv.kernel.sigma.item() == sigma
+    fresh = ImplicitConv("1x0e", "1x0e", "o3", lmax=1)
+    fresh.load_state_dict(conv.state_dict())
+    fresh(torch.ones(40, 1), 3 * pos, edge_index)
+    assert fresh.kernel.sigma.item() == sigma and not fresh.kernel.sigma_pending
+    fixed = ImplicitConv("1x0e", "1x0e", "o3", lmax=1, sigma=0.5)
+    fixed(torch.ones(40, 1), pos, edge_index)
+    assert fixed.kernel.sigma.item() == 0.5
+    with pytest.raises(ValueError, match="sigma"):
+        ImplicitConv("1x0e", "1x0e", "o3", sigma=-1.0)

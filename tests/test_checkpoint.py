@@ -1,0 +1,135 @@
+"""Checkpoints load with weights_only=True, rebuild every model from plain configuration, refuse code."""
+import io
+import os
+
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+from pyg_implicit import load_model, save_model
+from pyg_implicit.checkpoint import load_checkpoint, model_config
+from pyg_implicit.graph import knn_graph
+from pyg_implicit.groups import Group, get_group, rotation_z
+from pyg_implicit.models import (
+    GCNN,
+    MPNN,
+    SEGNN,
+    PointCloudClassifier,
+    QM9Net,
+    SteerableCNN,
+    SteerableImageCNN,
+)
+from pyg_implicit.models.nbody import NBodyPredictor
+from pyg_implicit.transforms import KNNHierarchy
+
+
+def graph(n=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randn(n, 3, generator=g)
+    return pos, knn_graph(pos, 4)
+
+
+def molecule_batch():
+    pos, edge_index = graph()
+    g = torch.Generator().manual_seed(2)
+    x = torch.eye(5)[torch.randint(0, 5, (12,), generator=g)]
+    bonds = torch.eye(4)[torch.randint(0, 4, (edge_index.shape[1],), generator=g)]
+    return Batch.from_data_list([Data(x=x, pos=pos, edge_index=edge_index, edge_attr=bonds)])
+
+
+def point_batch():
+    g = torch.Generator().manual_seed(3)
+    pos, normal = torch.randn(64, 3, generator=g), torch.randn(64, 3, generator=g)
+    data = Data(pos=pos, normal=torch.nn.functional.normalize(normal, dim=1))
+    torch.manual_seed(0)  # KNNHierarchy samples the kept points
+    return Batch.from_data_list([KNNHierarchy([32, 16], k=4)(data)])
+
+
+IMAGES = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+NODES = torch.randn(12, 7, generator=torch.Generator().manual_seed(1))
+C6 = Group("my_c6", discrete_generators=[rotation_z(torch.pi / 3)])  # a group that is not in the catalogue
+
+CASES = {
+    "steerable_cnn": (lambda: SteerableCNN("2x0e+1x1o", "4x0e+2x1o", "1x1o", C6, num_layers=2, lmax=1),
+                      lambda m: m(NODES[:, :5], *graph())),
+    "nbody_predictor": (lambda: NBodyPredictor(SteerableCNN("1x1o+1x1o+1x0e", "4x0e+2x1o", "1x1o", "so2", num_layers=1, lmax=1)),
+                        lambda m: m(Data(x=NODES, pos=graph()[0], edge_index=graph()[1], edge_attr=None))),
+    "qm9": (lambda: QM9Net("4x0e+2x1o", num_layers=2, group="o3", readout=8), lambda m: m(molecule_batch())),
+    "pointcloud": (lambda: PointCloudClassifier("4x0e+2x1o", num_classes=5, group="cone", num_layers=2, readout=8),
+                   lambda m: m(point_batch())),
+    "segnn": (lambda: SEGNN("1x1o", "4x0e+2x1o", "1x1o", num_layers=1), lambda m: m(NODES[:, :3], *graph())),
+    "mpnn": (lambda: MPNN(3, 8, 3, num_layers=1), lambda m: m(NODES[:, :3], *graph())),
+    "gcnn": (lambda: GCNN("p4", channels=2), lambda m: m(IMAGES)),
+    "image_cnn": (lambda: SteerableImageCNN("2x0e+1x1o", group="c4", kernel_hidden_irreps="2x0e+1x1o"),
+                  lambda m: m(IMAGES)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_model_round_trips_through_a_weights_only_file(tmp_path, name):
+    build, run = CASES[name]
+    torch.manual_seed(0)
+    model = build()
+    model.train()
+    with torch.no_grad():
+        run(model)  # data-driven initialisation (kernel shell width, running statistics) happens here
+    model.eval()
+    with torch.no_grad():
+        expected = run(model)
+    path = str(tmp_path / "model.pt")
+    save_model(model, path)
+    torch.load(path, weights_only=True)  # plain data only
+    loaded = load_model(path).eval()
+    assert type(loaded) is type(model)
+    with torch.no_grad():
+        torch.testing.assert_close(run(loaded), expected)
+
+
+def test_user_defined_group_is_saved_by_its_generators(tmp_path):
+    model = SteerableCNN("1x0e", "2x0e+1x1o", "1x0e", C6, num_layers=1, lmax=1)
+    config = model_config(model)["config"]
+    assert config["group"]["group"] == "my_c6" and isinstance(config["group"]["discrete_generators"], torch.Tensor)
+    save_model(model, str(tmp_path / "m.pt"))
+    assert load_model(str(tmp_path / "m.pt")).group == C6
+    assert model_config(SteerableCNN("1x0e", "2x0e", "1x0e", "so2", num_layers=1))["config"]["group"] == "so2"
+    named = SteerableCNN("1x0e", "2x0e", "1x0e", get_group("so2"), num_layers=1)
+    assert model_config(named)["config"]["group"] == {"group": "so2"}  # a catalogue group is saved by name
+
+
+class _Payload:
+    """Unpickling this runs code (here: writes a file)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_checkpoint_carrying_code_is_refused_not_executed(tmp_path):
+    marker = tmp_path / "executed"
+    path = str(tmp_path / "evil.pt")
+    torch.save({"format": "pyg_implicit.model", "state_dict": {}, "payload": _Payload(str(marker))}, path)
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_model(path)
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_corrupt_or_foreign_files_get_clear_errors(tmp_path):
+    truncated = tmp_path / "truncated.pt"
+    buffer = io.BytesIO()
+    torch.save({"a": torch.ones(100)}, buffer)
+    truncated.write_bytes(buffer.getvalue()[:50])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load_model(str(truncated))
+    plain = tmp_path / "plain.pt"
+    torch.save({"a": 1}, plain)
+    with pytest.raises(ValueError, match="not a pyg_implicit model file"):
+        load_model(str(plain))
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        load_model(str(tmp_path / "missing.pt"))
+    with pytest.raises(TypeError, match="not a saveable model"):
+        save_model(torch.nn.Linear(2, 2), str(tmp_path / "x.pt"))
+    assert not os.path.exists(tmp_path / "x.pt")
