@@ -40,10 +40,10 @@ def _act(value: Any, action: Action, R: torch.Tensor, t: torch.Tensor) -> Any:
         return type(value)(_act(v, action, R, t) for v in value)
     if value is None:
         return None
-    R = R.to(value.dtype)
+    R, t = R.to(value.device), t.to(value.device)  # float64 until the end: the reference maths stays exact
     if isinstance(action, str) and action == "cartesian_points":
-        return value @ R.T + t.to(value.dtype)
-    return value @ irreps_D(action, R).T
+        return value @ R.T.to(value.dtype) + t.to(value.dtype)
+    return value @ irreps_D(action, R).T.to(value.dtype)
 
 
 def _as_tuple(value) -> tuple:

@@ -168,6 +168,12 @@ def fit(
         seconds_before = state["train_seconds"]
         torch.set_rng_state(state["rng"]["torch"])
         generator.set_state(state["rng"]["loader"])
+    if world_size > 1 and start_epoch == 0:
+        # Data-dependent initialisation (kernel shells, LSUV scales) happens on the first training
+        # batch; run it before wrapping, so that DDP's broadcast from rank 0 makes every rank equal.
+        model.train()
+        with torch.no_grad():
+            loss_fn(model, next(iter(DataLoader(train_set, batch_size=config.batch_size))).to(device))
     train_model = nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
     sampler = (
         torch.utils.data.distributed.DistributedSampler(train_set, num_replicas=world_size, rank=rank, seed=config.seed)

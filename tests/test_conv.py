@@ -5,6 +5,7 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
+from pyg_implicit.graph import knn_graph
 from pyg_implicit.groups import get_group, irreps_D
 from pyg_implicit.nn import ImplicitConv, StandardConv
 from pyg_implicit.testing import assert_equivariant, equivariance_error
@@ -226,10 +227,12 @@ def test_bad_input_raises_clear_errors():
         plain(x, pos, edge_index, node_attr=node_attr)
     with pytest.raises(ValueError, match="group: unknown group name 'so5'"):
         ImplicitConv(IN, OUT, "so5")
-    with pytest.raises(ValueError, match="in_irreps|irreps_in: cannot parse"):
+    with pytest.raises(ValueError, match="irreps_in: cannot parse"):
         ImplicitConv("16xq", OUT)
-    with pytest.raises(TypeError, match="edge_index: expected dtype torch.long"):
-        conv(x, pos, edge_index.int(), edge_attr, node_attr)
+    with pytest.raises(TypeError, match="edge_index: expected dtype torch.long or torch.int32"):
+        conv(x, pos, edge_index.float(), edge_attr, node_attr)
+    with pytest.raises(ValueError, match="edge_index: expected a dense tensor .*to_edge_index"):
+        conv(x, pos, torch.sparse_coo_tensor(edge_index, torch.ones(edge_index.shape[1]), (10, 10)), edge_attr, node_attr)
 
 
 def test_no_edges_gives_zeros():
@@ -242,9 +245,65 @@ def test_no_edges_gives_zeros():
     assert torch.isfinite(conv.kernel.harmonics.batch_norm.running_var).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", CONVS)
 def test_torch_compile_smoke(cls):
     conv = make(cls, "so2").eval()
     args = inputs(conv)
     compiled = torch.compile(conv, backend="aot_eager")  # traces dynamo + autograd; inductor adds only C++ build time
     torch.testing.assert_close(compiled(*args), conv(*args), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", CONVS)
+def test_zero_length_edges_have_exact_gradients(float64, cls):
+    """Self-loops are zero-length edges: outputs and position gradients pass gradcheck, and adding
+    them changes no position gradient (their messages do not depend on positions). A clamped norm
+    gave per-edge gradients of 1e12 that cancelled every other contribution in float32."""
+    conv = cls("2x0e+1x1o", "2x0e+1x1o", "so2", lmax=2)
+    pos = torch.randn(8, 3)
+    edge_index = knn_graph(pos, 3)
+    loops = torch.cat([edge_index, torch.arange(8).repeat(2, 1)], dim=1)
+    x = torch.randn(8, 5)
+    conv(x, pos, loops)  # data-driven initialisation happens on the first call
+    torch.autograd.gradcheck(lambda p: conv(x, p, loops), (pos.clone().requires_grad_(True),))
+    grads = []
+    for edges in (edge_index, loops):
+        p = pos.clone().requires_grad_(True)
+        conv(x, p, edges).pow(2).sum().backward()
+        grads.append(p.grad)
+    torch.testing.assert_close(grads[0].norm(), grads[1].norm(), rtol=0.5, atol=0)  # same order, finite
+    # float32 and coincident distinct points: finite, of the size of the others (no 1 / epsilon)
+    conv32 = cls("2x0e+1x1o", "2x0e+1x1o", "so2", lmax=2).float()
+    p = pos.float().clone()
+    p[1] = p[0]
+    p.requires_grad_(True)
+    edges = torch.cat([loops, torch.tensor([[0], [1]])], dim=1)
+    conv32(x.float(), p, edges).pow(2).sum().backward()
+    assert torch.isfinite(p.grad).all() and p.grad.abs().max() < 1e4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", CONVS)
+def test_compiles_whole_and_accepts_int32_indices(cls):
+    """fullgraph=True: no graph break (value checks are skipped while compiling)."""
+    conv = make(cls, "so2").eval()
+    args = inputs(conv)
+    compiled = torch.compile(conv, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(*args), conv(*args))
+    x, pos, edge_index, edge_attr, node_attr = args
+    torch.testing.assert_close(conv(x, pos, edge_index.int(), edge_attr, node_attr), conv(*args))
+
+
+@pytest.mark.slow
+def test_steerable_cnn_compiles_whole_in_training_and_evaluation():
+    from pyg_implicit.models import SteerableCNN
+
+    model = SteerableCNN("2x0e+1x1o", "4x0e+2x1o", "1x1o", "so2", num_layers=2, lmax=1, edge_attr_irreps="2x0e")
+    x, pos, edge_index = torch.randn(20, 5), torch.randn(20, 3), None
+    edge_index = knn_graph(pos, 4)
+    edge_attr = torch.randn(edge_index.shape[1], 2)
+    model(x, pos, edge_index, edge_attr)  # data-driven initialisation before compiling
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    compiled(x, pos, edge_index, edge_attr).sum().backward()  # training mode: running statistics update in the graph
+    model.eval()
+    torch.testing.assert_close(compiled(x, pos, edge_index, edge_attr), model(x, pos, edge_index, edge_attr))

@@ -76,6 +76,7 @@ def test_field_pooling_keeps_fields_together(float64):
                                transform_field_image(model._pool(x), "1x0e+1x1o", R), rtol=0, atol=1e-12)  # fmt: skip
 
 
+@pytest.mark.slow
 @needs_data
 @pytest.mark.parametrize("model", ["p4mcnn", "z2cnn-ien", "ik"])
 def test_train_images_runs_and_the_saved_model_loads(tmp_path, model):

@@ -143,6 +143,7 @@ def fit_radial_profile(mlp_layers: int) -> tuple:
     return float(mse), float(target(r).var())
 
 
+@pytest.mark.slow
 def test_o3_kernel_fits_a_non_polynomial_radial_profile():
     """The 0e -> 0e O(3) kernel learns sin(3r) exp(-r^2) on r in [0, 2]: the MLP is not affine.
 

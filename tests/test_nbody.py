@@ -129,6 +129,7 @@ def test_nbody_predictor_is_equivariant(float64, tmp_path, name, group):
         assert (model(moved) - pred @ R.T).abs().max() < 1e-9
 
 
+@pytest.mark.slow
 def test_budget_matching_within_ten_percent():
     budget = 47633  # the sweep's
     for name, group in [("ik", "so2"), ("ik", "cone"), ("ik", "o3"), ("segnn", "o3"), ("mpnn", "o3"), ("standard", "so2")]:
@@ -136,6 +137,7 @@ def test_budget_matching_within_ten_percent():
         assert abs(count_parameters(model) - budget) <= 0.1 * budget, (name, width, count_parameters(model), budget)
 
 
+@pytest.mark.slow
 def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cmd = [sys.executable, os.path.join(root, "examples", "nbody_sweep.py"), "--models", "ik-so2", "mpnn",

@@ -13,6 +13,7 @@ from train_nbody import main as train_nbody  # noqa: E402
 SMALL = ["--train-size", "24", "--eval-size", "8", "--batch-size", "8", "--width", "2", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_training_writes_metrics_checkpoints_and_resumes(tmp_path):
     out = str(tmp_path / "run")
     args = ["--model", "ik", "--group", "so2", "--stiffness", "10", "--data-root", str(tmp_path / "data"), "--out-dir", out]
@@ -35,6 +36,7 @@ def test_training_writes_metrics_checkpoints_and_resumes(tmp_path):
     assert not [name for name in os.listdir(out) if ".tmp" in name]  # checkpoints are written through a rename
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["segnn", "mpnn", "standard"])
 def test_baselines_train(tmp_path, model):
     metrics = train_nbody(["--model", model, "--epochs", "5", "--lr", "3e-3", "--data-root", str(tmp_path / "data"),
@@ -43,6 +45,7 @@ def test_baselines_train(tmp_path, model):
     assert losses[-1] < 0.8 * losses[0], losses  # training lowers the loss
 
 
+@pytest.mark.slow
 def test_distributed_data_parallel_two_processes_gloo(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",

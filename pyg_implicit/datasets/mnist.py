@@ -18,9 +18,10 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.data import Data
 
-from .paths import shared_data_dir
+from .cache import CachedDataset
+from .paths import file_fingerprint, shared_data_dir
 
 __all__ = ["RotatedMNIST", "rotate_images", "read_mnist"]
 
@@ -73,7 +74,7 @@ def rotate_images(images: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-class RotatedMNIST(InMemoryDataset):
+class RotatedMNIST(CachedDataset):
     r"""Rotated MNIST: ``x`` :math:`(1, 1, 28, 28)` in :math:`[0, 1]`, ``y`` the digit, ``angle`` the rotation.
 
     Args:
@@ -81,8 +82,10 @@ class RotatedMNIST(InMemoryDataset):
         split (str): ``"train"`` (10,000), ``"val"`` (2,000) or ``"test"`` (the rest: 48,000 of 60,000).
         npz_path (str, optional): MNIST archive (default: the shared folder's).
         seed (int): Seeds the split and the angles. (default: :obj:`0`)
-        num_samples (int, optional): Use only the first images of the split (quick runs).
+        num_samples (int, optional): Use only the first images of the split (quick runs); more
+            than the split holds is an error.
         transform, pre_transform: As for any PyG dataset.
+        force_reload (bool): Rebuild the processed cache. (default: :obj:`False`)
     """
 
     def __init__(
@@ -94,14 +97,17 @@ class RotatedMNIST(InMemoryDataset):
         num_samples: Optional[int] = None,
         transform: Optional[Callable] = None,
         pre_transform: Optional[Callable] = None,
+        force_reload: bool = False,
     ) -> None:
         if split not in SPLIT_SIZES:
             raise ValueError(f"split: expected one of {sorted(SPLIT_SIZES)}, got {split!r}")
-        if num_samples is not None and not (isinstance(num_samples, int) and num_samples > 0):
-            raise ValueError(f"num_samples: expected a positive int, got {num_samples!r}")
+        if num_samples is not None and not (isinstance(num_samples, int) and 0 < num_samples <= SPLIT_SIZES[split]):
+            raise ValueError(f"num_samples: expected a positive int of at most {SPLIT_SIZES[split]} (the {split} split), got {num_samples!r}")
         self.split, self.seed, self.num_samples = split, seed, num_samples
         self.npz_path = npz_path or default_npz()
-        super().__init__(root, transform, pre_transform)
+        if not osp.exists(self.npz_path):
+            raise FileNotFoundError(f"npz_path: MNIST archive not found: {self.npz_path} (set $PYG_IMPLICIT_SHARED_DATA or pass npz_path=)")
+        super().__init__(root, transform, pre_transform, force_reload=force_reload)
         self.load(self.processed_paths[0])
 
     @property
@@ -110,7 +116,7 @@ class RotatedMNIST(InMemoryDataset):
 
     @property
     def processed_file_names(self) -> List[str]:
-        return [f"rotated_mnist_{self.split}_s{self.seed}_{self.num_samples or 'all'}.pt"]
+        return [f"rotated_mnist_{self.split}_s{self.seed}_{self.num_samples or 'all'}_{file_fingerprint(self.npz_path)}.pt"]
 
     def download(self) -> None:
         pass
@@ -126,7 +132,10 @@ class RotatedMNIST(InMemoryDataset):
             raise ValueError(f"MNIST archive {self.npz_path}: {len(images)} images, need more than {n_train + n_val}")
         bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n_train + n_val + SPLIT_SIZES["test"])}
         start, stop = bounds[self.split]
-        index = perm[start:stop][: self.num_samples]
+        index = perm[start:stop]
+        if self.num_samples is not None and self.num_samples > len(index):
+            raise ValueError(f"num_samples: asked for {self.num_samples} images, the {self.split} split of {self.npz_path} holds {len(index)}")
+        index = index[: self.num_samples]
         x = torch.from_numpy(images[index]).float().div(255.0)[:, None]
         theta = torch.from_numpy(angles[index])
         x = rotate_images(x, theta.float())

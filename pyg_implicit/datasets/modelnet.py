@@ -26,9 +26,10 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
-from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.data import Data
 
-from .paths import shared_data_dir
+from .cache import CachedDataset
+from .paths import file_fingerprint, shared_data_dir
 
 __all__ = ["ModelNetPoints", "read_resampled", "read_meshes", "read_npz"]
 
@@ -120,7 +121,7 @@ def read_npz(path: str, split: str) -> Tuple[List[Shape], List[str]]:
     return shapes, [str(c) for c in arrays["class_names"]]
 
 
-class ModelNetPoints(InMemoryDataset):
+class ModelNetPoints(CachedDataset):
     r"""ModelNet-40 shapes as point clouds with unit normals (see the module docstring for sources).
 
     Each :class:`~torch_geometric.data.Data` holds ``pos`` :math:`(P, 3)`, ``normal`` :math:`(P, 3)`,
@@ -162,6 +163,9 @@ class ModelNetPoints(InMemoryDataset):
         if not (isinstance(max_points, int) and max_points > 0):
             raise ValueError(f"max_points: expected a positive int, got {max_points!r}")
         self.split, self.max_points = split, max_points
+        for name, path in (("archive", archive), ("npz_path", npz_path)):
+            if path is not None and not osp.exists(path):  # asked for: never fall back to another file
+                raise FileNotFoundError(f"{name}: {path} does not exist")
         self.archive, self.npz_path = archive or default_archive(), npz_path or default_npz()
         if source == "auto":
             raw = osp.join(root, "raw")
@@ -181,7 +185,8 @@ class ModelNetPoints(InMemoryDataset):
 
     @property
     def processed_file_names(self) -> List[str]:
-        name = f"modelnet40_{self.source}_{self.split}_{self.max_points}"
+        files = {"resampled": [self.archive], "npz": [self.npz_path], "mesh": []}[self.source]
+        name = f"modelnet40_{self.source}_{self.split}_{self.max_points}_{file_fingerprint(*[f for f in files if osp.exists(f)])}"
         return [f"{name}.pt", f"{name}.json"]
 
     def download(self) -> None:  # nothing is downloaded: unpack the resampled archive when that is the source

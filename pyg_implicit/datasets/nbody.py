@@ -22,9 +22,10 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.data import Data
 
 from ..graph import fully_connected_graph
+from .cache import CachedDataset
 
 __all__ = ["NBodyConstrained", "simulate", "sample_initial_conditions", "energy", "NBodySystem"]
 
@@ -96,7 +97,7 @@ def simulate(
     return np.stack(frames_pos, 1), np.stack(frames_vel, 1)
 
 
-class NBodyConstrained(InMemoryDataset):
+class NBodyConstrained(CachedDataset):
     r"""The constrained N-body dataset: frame 30 of a simulated system in, positions at frame 40 out.
 
     Generated on first use (seeded: the same arguments give the same data; train, val and test
@@ -125,6 +126,7 @@ class NBodyConstrained(InMemoryDataset):
         num_samples (int, optional): Use fewer (or more) systems than the paper's size.
         springs (bool): Include the spring indicator as ``edge_attr``. (default: :obj:`True`)
         transform, pre_transform: As for any PyG dataset.
+        force_reload (bool): Regenerate the cached data. (default: :obj:`False`)
     """
 
     node_irreps = "1x1o+1x1o+1x0e"
@@ -140,6 +142,7 @@ class NBodyConstrained(InMemoryDataset):
         springs: bool = True,
         transform: Optional[Callable] = None,
         pre_transform: Optional[Callable] = None,
+        force_reload: bool = False,
     ) -> None:
         if split not in SPLIT_SIZES:
             raise ValueError(f"split: expected one of {sorted(SPLIT_SIZES)}, got {split!r}")
@@ -151,7 +154,7 @@ class NBodyConstrained(InMemoryDataset):
         self.split = split
         self.num_samples = num_samples or SPLIT_SIZES[split]
         self.springs = bool(springs)
-        super().__init__(root, transform, pre_transform)
+        super().__init__(root, transform, pre_transform, force_reload=force_reload)
         self.load(self.processed_paths[0])
 
     @property

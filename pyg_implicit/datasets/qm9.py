@@ -26,10 +26,11 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.data import Data
 
 from ..chem import BondAssignmentError, bonds_of_mol, determine_bonds
-from .paths import shared_data_dir
+from .cache import CachedDataset
+from .paths import file_fingerprint, shared_data_dir
 
 __all__ = ["QM9", "PROPERTY_NAMES", "read_qm9_npz", "read_qm9pack_csv", "read_qm9_sdf"]
 
@@ -126,7 +127,7 @@ def _to_data(molecule: Molecule, pairs: np.ndarray, types: np.ndarray) -> Data:
     )  # fmt: skip
 
 
-class QM9(InMemoryDataset):
+class QM9(CachedDataset):
     r"""QM9 molecules with their bond graphs and raw properties (see the module docstring for sources).
 
     Each :class:`~torch_geometric.data.Data` holds ``z`` :math:`(N,)` atomic numbers, ``pos``
@@ -181,8 +182,16 @@ class QM9(InMemoryDataset):
 
     @property
     def processed_file_names(self) -> List[str]:
-        name = f"qm9_{self.source}_{self.subset or 'all'}"
+        # every argument that changes the content is in the name, the source file's identity included
+        name = f"qm9_{self.source}_{self.subset or 'all'}_{file_fingerprint(*self._source_files())}"
         return [f"{name}.pt", f"{name}_bonds.json"]
+
+    def _source_files(self) -> List[str]:
+        if self.source == "sdf":
+            return [p for p in (osp.join(self.raw_dir, f) for f in self.raw_file_names) if osp.exists(p)]
+        if self.source == "qm9pack":
+            return list(qm9pack_files())
+        return [self.npz_path] if osp.exists(self.npz_path) else []
 
     def download(self) -> None:  # called when raw_file_names are missing: only the SDF source has any
         if self.source != "sdf":
@@ -203,16 +212,14 @@ class QM9(InMemoryDataset):
             yield from ((m, None, None) for m in read_qm9_npz(self.npz_path))
 
     def process(self) -> None:
-        keep = None
+        molecules = list(self._molecules())
         if self.subset is not None:
-            total = NUM_MOLECULES
-            if self.subset > total:
-                raise ValueError(f"subset: expected at most {total} molecules, got {self.subset}")
-            keep = set(np.random.default_rng(0).choice(total, self.subset, replace=False).tolist())
+            if self.subset > len(molecules):
+                raise ValueError(f"subset: asked for {self.subset} molecules, but the {self.source} source holds {len(molecules)}")
+            keep = sorted(np.random.default_rng(0).choice(len(molecules), self.subset, replace=False).tolist())
+            molecules = [molecules[i] for i in keep]
         data_list, methods, from_coordinates, dropped = [], {}, [], []
-        for position, (molecule, pairs, types) in enumerate(self._molecules()):
-            if keep is not None and position not in keep:
-                continue
+        for molecule, pairs, types in molecules:
             method = "sdf"
             if pairs is None:
                 try:

@@ -66,9 +66,9 @@ class SEGNN(nn.Module):
     r"""O(3)-equivariant SEGNN-style network: embedding, residual SEGNN layers, steerable head.
 
     Args:
-        in_irreps (str or Irreps): Node input irreps.
+        irreps_in (str or Irreps): Node input irreps.
         hidden_irreps (str or Irreps): Hidden irreps (SEGNN uses ``Nx0e+Nx1o`` for N-body, lmax 1).
-        out_irreps (str or Irreps): Node output irreps.
+        irreps_out (str or Irreps): Node output irreps.
         num_layers (int): Message-passing layers. (default: :obj:`4`)
         lmax_attr (int): Order of the spherical-harmonic attributes. (default: :obj:`1`)
         edge_attr_irreps (str or Irreps, optional): Invariant edge features joined to the messages.
@@ -80,17 +80,17 @@ class SEGNN(nn.Module):
 
     def __init__(
         self,
-        in_irreps: IrrepsLike,
+        irreps_in: IrrepsLike,
         hidden_irreps: IrrepsLike,
-        out_irreps: IrrepsLike,
+        irreps_out: IrrepsLike,
         num_layers: int = 4,
         lmax_attr: int = 1,
         edge_attr_irreps: Optional[IrrepsLike] = None,
     ) -> None:
         super().__init__()
-        self.irreps_in = as_irreps(in_irreps, "in_irreps")
+        self.irreps_in = as_irreps(irreps_in, "irreps_in")
         self.irreps_hidden = as_irreps(hidden_irreps, "hidden_irreps")
-        self.irreps_out = as_irreps(out_irreps, "out_irreps")
+        self.irreps_out = as_irreps(irreps_out, "irreps_out")
         self.irreps_edge = as_irreps(edge_attr_irreps, "edge_attr_irreps", allow_none=True) or o3.Irreps("")
         self.lmax_attr = lmax_attr
         self.group = get_group("o3")

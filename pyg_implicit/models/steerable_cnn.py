@@ -3,30 +3,40 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
+import torch
 from torch import Tensor, nn
 
 from ..checkpoint import saveable
 from ..groups import Group, get_group
 from ..nn import EquivariantLinear, EquivariantMLP, SteerableBlock
+from ..nn._data_init import DataDependentInit
 from ..nn._irreps import IrrepsLike, as_irreps
 from ..nn.norm import running_batch_norm
 
 
 @saveable
-class SteerableCNN(nn.Module):
+class SteerableCNN(DataDependentInit):
     r"""Normalised embedding, :class:`~pyg_implicit.nn.SteerableBlock` s, node-wise :math:`G`-MLP head (paper app. B.2).
 
     .. math::
         h^{(0)} = W_{emb}\, \mathrm{BN}_G(x), \qquad
         h^{(t+1)} = \mathrm{Block}_t\big(h^{(t)}, \mathrm{pos}, e, a\big), \qquad
-        y = \mathrm{MLP}_G\big(\mathrm{BN}_G(h^{(T)})\big)
+        y = \mathrm{MLP}_G(h^{(T)})
 
     :math:`\mathrm{BN}_G` (:class:`~pyg_implicit.nn.EquivariantBatchNorm`) standardises every
-    :math:`G`-invariant component and every :math:`G`-stable block by its own statistics, so inputs
-    of very different scales (vertical and horizontal velocities under :math:`SO(2)`) reach the
-    network at unit scale, and so does the head's input. Its running statistics normalise in
-    training too (cumulative for the input, an average over the last ~100 batches for the head):
-    a common rescaling that keeps every node's magnitude and adds no batch noise. Every part is :math:`G`-equivariant, so the
+    :math:`G`-invariant component and every :math:`G`-stable block of the input by its own
+    statistics, so inputs of very different scales (vertical and horizontal velocities under
+    :math:`SO(2)`) reach the network at unit scale. Its statistics are cumulative averages over the
+    training batches and normalise in training too: a fixed rescaling, no batch noise. Measured on
+    the N-body task (40 epochs, one seed): without it the SO(2) model reaches 0.12 at k = 1000
+    instead of 0.02-0.03. The blocks' own pre-normalisation is off by default: it cost 8x in MSE at
+    k = 0 (1.2e-4 without any normalisation, 9e-4 with it); switch it on (``block_norm``) when the
+    kernels see the features (``kernel_node_features``), whose bilinear messages need it.
+
+    Data-dependent initialisation (LSUV, Mishkin & Matas 2016): on the first training batch the
+    embedding, every block's update (:class:`~pyg_implicit.nn.SteerableBlock`) and the head's last
+    layer are rescaled so that each keeps the second moment of its input: at initialisation the
+    output has the scale of the (standardised) input however many blocks are stacked. Every part is :math:`G`-equivariant, so the
     model is: outputs transform with ``irreps_out`` when inputs, positions and attributes transform
     by any :math:`g \in G` (positions also by translations).
 
@@ -40,9 +50,11 @@ class SteerableCNN(nn.Module):
             (:class:`~pyg_implicit.nn.StandardConv`).
         edge_attr_irreps, node_attr_irreps (str or Irreps, optional): Attributes fed to the kernels.
         kernel_node_features (bool): The kernels also see the current features of both endpoints.
+            (default: :obj:`False`)
+        input_norm (bool): Standardise the input per invariant component and stable block.
             (default: :obj:`True`)
-        norm (bool): Standardise the input per invariant component and stable block, and
-            pre-normalise every block (:class:`~pyg_implicit.nn.SteerableBlock`). (default: :obj:`True`)
+        block_norm (bool): Pre-normalise every block (:class:`~pyg_implicit.nn.SteerableBlock`).
+            (default: :obj:`False`)
         head_layers (int): Linear layers of the head :math:`G`-MLP. (default: :obj:`2`)
         aggr (str): Aggregation of the convolutions. ``"variance_preserving"`` (PyG's
             :math:`\frac{1}{\sqrt{|\mathcal{N}(i)|}}\sum_j`, the e3nn / NequIP normalisation: the sum of
@@ -66,8 +78,9 @@ class SteerableCNN(nn.Module):
         kernel: str = "implicit",
         edge_attr_irreps: Optional[IrrepsLike] = None,
         node_attr_irreps: Optional[IrrepsLike] = None,
-        kernel_node_features: bool = True,
-        norm: bool = True,
+        kernel_node_features: bool = False,
+        input_norm: bool = True,
+        block_norm: bool = False,
         head_layers: int = 2,
         aggr: str = "variance_preserving",
         kernel_hidden_irreps: Optional[IrrepsLike] = None,
@@ -81,21 +94,22 @@ class SteerableCNN(nn.Module):
         self.kernel = kernel
         if kernel == "implicit" and kernel_hidden_irreps is not None:
             conv_kwargs["hidden_irreps"] = kernel_hidden_irreps
-        self.input_norm = running_batch_norm(self.irreps_in, self.group, momentum=None) if norm else None
-        self.head_norm = running_batch_norm(self.irreps_hidden, self.group) if norm else None
+        self.input_norm = running_batch_norm(self.irreps_in, self.group, momentum=None) if input_norm else None
         self.embedding = EquivariantLinear(self.irreps_in, self.irreps_hidden, self.group)
         self.blocks = nn.ModuleList(
             SteerableBlock(self.irreps_hidden, self.group, kernel, edge_attr_irreps=edge_attr_irreps,
-                           node_attr_irreps=node_attr_irreps, kernel_node_features=kernel_node_features, norm=norm,
+                           node_attr_irreps=node_attr_irreps, kernel_node_features=kernel_node_features, norm=block_norm,
                            aggr=aggr, **conv_kwargs)
             for _ in range(num_layers)
         )  # fmt: skip
         self.head = EquivariantMLP(self.irreps_hidden, self.irreps_hidden, self.irreps_out, head_layers, self.group)
+        self._set_init_pending(True)  # embedding and head scales, from the first training batch
 
     def reset_parameters(self) -> None:
-        for module in [self.input_norm, self.embedding, *self.blocks, self.head_norm, self.head]:
+        for module in [self.input_norm, self.embedding, *self.blocks, self.head]:
             if module is not None:
                 module.reset_parameters()
+        self._set_init_pending(True)
 
     def forward(
         self,
@@ -105,13 +119,31 @@ class SteerableCNN(nn.Module):
         edge_attr: Optional[Tensor] = None,
         node_attr: Optional[Tensor] = None,
     ) -> Tensor:
-        h = self.embedding(self.input_norm(x) if self.input_norm is not None else x)
+        x = self.input_norm(x) if self.input_norm is not None else x
+        h = self.embedding(x)
+        pending = self._init_pending and self.training and x.shape[0] > 0
+        if pending:
+            h = h * _match_second_moment(self.embedding, h, x)
         for block in self.blocks:
             h = block(h, pos, edge_index, edge_attr, node_attr)
-        return self.head(self.head_norm(h) if self.head_norm is not None else h)
+        y = self.head(h)
+        if pending:
+            y = y * _match_second_moment(self.head.layers[-1], y, h)
+            self._set_init_pending(False)
+        return y
 
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_hidden} x {len(self.blocks)} -> "
             f"{self.irreps_out}, group={self.group.name}, kernel={self.kernel})"
         )
+
+
+@torch.no_grad()
+def _match_second_moment(layer: nn.Module, out: Tensor, target: Tensor) -> float:
+    """Scale ``layer``'s weights so that its output ``out`` gets the second moment of ``target``;
+    returns the factor (applied to ``out`` by the caller, for this first batch)."""
+    mean_square = float(out.pow(2).mean())
+    factor = (float(target.pow(2).mean()) / mean_square) ** 0.5 if mean_square > 0 else 1.0
+    layer.scale_weights_(factor)
+    return factor

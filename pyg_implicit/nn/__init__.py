@@ -3,6 +3,9 @@ convolutions and blocks."""
 from .activation import InvariantGate, QuotientELU
 from .block import SteerableBlock
 from .conv import ImplicitConv, StandardConv, SteerableConv
+from .dense_conv import ImplicitConv2d, ImplicitConv3d, transform_field_image
+from .equivariance_loss import EquivarianceLoss
+from .group_conv import GroupConv2d, coset_max_pool
 from .harmonics import HarmonicEmbedding, harmonic_polynomials, unit_spherical_harmonics
 from .invariants import InvariantSplit
 from .kernel import ImplicitKernel, StandardKernel, SteerableKernel
@@ -12,12 +15,16 @@ from .norm import EquivariantBatchNorm
 from .tensor_product import EquivariantTensorProduct
 
 __all__ = [
+    "EquivarianceLoss",
     "EquivariantBatchNorm",
     "EquivariantLinear",
     "EquivariantMLP",
     "EquivariantTensorProduct",
+    "GroupConv2d",
     "HarmonicEmbedding",
     "ImplicitConv",
+    "ImplicitConv2d",
+    "ImplicitConv3d",
     "ImplicitKernel",
     "InvariantGate",
     "InvariantSplit",
@@ -27,6 +34,8 @@ __all__ = [
     "SteerableBlock",
     "SteerableConv",
     "SteerableKernel",
+    "coset_max_pool",
     "harmonic_polynomials",
+    "transform_field_image",
     "unit_spherical_harmonics",
 ]

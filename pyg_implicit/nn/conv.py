@@ -56,7 +56,7 @@ class SteerableConv(MessagePassing):
         self.irreps_in: o3.Irreps = kernel.irreps_in
         self.irreps_out: o3.Irreps = kernel.irreps_out
         self.group: Group = kernel.group
-        self._dim_in = self.irreps_in.dim
+        self._dim_in, self._dim_out = self.irreps_in.dim, self.irreps_out.dim
         self.root_weight = root_weight
         self.lin_root = EquivariantLinear(self.irreps_in, self.irreps_out, self.group, bias=False) if root_weight else None
         self.bias = None
@@ -86,14 +86,12 @@ class SteerableConv(MessagePassing):
         for p in pos:
             if not isinstance(p, Tensor) or p.dim() != 2 or p.shape[1] != 3:
                 raise ValueError(f"pos: expected shape (num_nodes, 3), got {getattr(p, 'shape', type(p))}")
-            if not torch.isfinite(p).all():
-                raise ValueError("pos: contains NaN or inf")
         size = (pos[0].shape[0], pos[1].shape[0])
         if size[0] == 0 or size[1] == 0:
             raise ValueError(f"pos: empty graph (source, target node counts {size})")
         if x[src].shape[0] != size[src]:
             raise ValueError(f"x: expected {size[src]} rows (one per source node), got {x[src].shape[0]}")
-        _check_edge_index(edge_index, size)
+        edge_index = _check_edge_index(edge_index, size)
         if edge_attr is not None and edge_attr.shape[0] != edge_index.shape[1]:
             raise ValueError(f"edge_attr: expected {edge_index.shape[1]} rows (one per edge), got {edge_attr.shape[0]}")
         for a, n in zip(node_attr, size):
@@ -103,6 +101,9 @@ class SteerableConv(MessagePassing):
             raise ValueError("node_attr: give it for both source and target nodes")
         if node_attr[0] is None:
             node_attr = None
+        _check_devices_and_dtypes(self, x[src], pos[0], edge_index, edge_attr, node_attr)
+        if not torch.compiler.is_compiling():  # value checks sync with the device: kept out of compiled graphs
+            _check_values(pos, edge_index, size)
         # propagate_type: (x: PairOptTensor, pos: PairTensor, edge_attr: OptTensor, node_attr: PairOptTensor)
         out = self.propagate(edge_index, x=x, pos=pos, edge_attr=edge_attr, node_attr=node_attr, size=size)
         x_root = x[1 - src]
@@ -117,7 +118,7 @@ class SteerableConv(MessagePassing):
 
     def bias_vector(self) -> Tensor:
         """The :math:`G`-invariant bias ``[dim irreps_out]`` (zeros without ``bias``)."""
-        return invariant_bias_vector(self, self._bias_fields, self.irreps_out.dim)
+        return invariant_bias_vector(self, self._bias_fields, self._dim_out)
 
     def message(
         self,
@@ -148,8 +149,8 @@ class ImplicitConv(SteerableConv):
     The message is computed as :math:`B(f_j, h_{ij})` without forming :math:`K`.
 
     Args:
-        in_irreps (str or Irreps): Irreps of the input features, e.g. ``"16x0e+16x1o"``.
-        out_irreps (str or Irreps): Irreps of the output features.
+        irreps_in (str or Irreps): Irreps of the input features, e.g. ``"16x0e+16x1o"``.
+        irreps_out (str or Irreps): Irreps of the output features.
         group (str or Group): The symmetry group, a name of :func:`~pyg_implicit.groups.get_group`
             or a :class:`~pyg_implicit.groups.Group`. (default: ``"o3"``)
         edge_attr_irreps (str or Irreps, optional): Irreps of edge attributes fed to the kernel.
@@ -176,8 +177,8 @@ class ImplicitConv(SteerableConv):
 
     def __init__(
         self,
-        in_irreps: IrrepsLike,
-        out_irreps: IrrepsLike,
+        irreps_in: IrrepsLike,
+        irreps_out: IrrepsLike,
         group: Union[str, Group] = "o3",
         edge_attr_irreps: Optional[IrrepsLike] = None,
         node_attr_irreps: Optional[IrrepsLike] = None,
@@ -190,7 +191,7 @@ class ImplicitConv(SteerableConv):
         **kwargs,
     ) -> None:
         kernel = ImplicitKernel(
-            in_irreps, out_irreps, group, lmax=lmax, hidden_irreps=hidden_irreps, mlp_layers=mlp_layers,
+            irreps_in, irreps_out, group, lmax=lmax, hidden_irreps=hidden_irreps, mlp_layers=mlp_layers,
             edge_attr_irreps=edge_attr_irreps, node_attr_irreps=node_attr_irreps, activation=activation,
             batch_norm=batch_norm, sigma=sigma,
         )  # fmt: skip
@@ -207,8 +208,8 @@ class StandardConv(SteerableConv):
     :math:`G` otherwise); same signature as :class:`ImplicitConv`, see :class:`StandardKernel`.
 
     Args:
-        in_irreps (str or Irreps): Irreps of the input features.
-        out_irreps (str or Irreps): Irreps of the output features.
+        irreps_in (str or Irreps): Irreps of the input features.
+        irreps_out (str or Irreps): Irreps of the output features.
         group (str or Group): The symmetry group. (default: ``"o3"``)
         edge_attr_irreps (str or Irreps, optional): Irreps of edge attributes; their invariants
             enter the radial MLP.
@@ -227,8 +228,8 @@ class StandardConv(SteerableConv):
 
     def __init__(
         self,
-        in_irreps: IrrepsLike,
-        out_irreps: IrrepsLike,
+        irreps_in: IrrepsLike,
+        irreps_out: IrrepsLike,
         group: Union[str, Group] = "o3",
         edge_attr_irreps: Optional[IrrepsLike] = None,
         node_attr_irreps: Optional[IrrepsLike] = None,
@@ -240,22 +241,51 @@ class StandardConv(SteerableConv):
         **kwargs,
     ) -> None:
         kernel = StandardKernel(
-            in_irreps, out_irreps, group, lmax=lmax, radial_features=radial_features, radial_hidden=radial_hidden,
+            irreps_in, irreps_out, group, lmax=lmax, radial_features=radial_features, radial_hidden=radial_hidden,
             num_basis=num_basis, max_radius=max_radius, edge_attr_irreps=edge_attr_irreps,
             node_attr_irreps=node_attr_irreps,
         )  # fmt: skip
         super().__init__(kernel, **kwargs)
 
 
+def _check_devices_and_dtypes(layer: torch.nn.Module, x: Tensor, pos: Tensor, edge_index: Tensor, edge_attr, node_attr) -> None:
+    """One clear error for inputs on several devices or in dtypes other than the layer's."""
+    named = {"x": x, "pos": pos, "edge_index": edge_index, "edge_attr": edge_attr, "node_attr": None if node_attr is None else node_attr[0]}
+    named = {name: t for name, t in named.items() if isinstance(t, Tensor)}
+    weight = next(layer.parameters(), None)
+    devices = {name: t.device for name, t in named.items()}
+    if weight is not None:
+        devices["the layer"] = weight.device
+    if len(set(devices.values())) > 1:
+        raise ValueError("inputs on different devices: " + ", ".join(f"{name} on {device}" for name, device in devices.items())
+                         + " (move them with .to(device))")
+    dtypes = {name: t.dtype for name, t in named.items() if name != "edge_index"}
+    if weight is not None:
+        dtypes["the layer"] = weight.dtype
+    if len(set(dtypes.values())) > 1:
+        raise TypeError("inputs of different floating dtypes: " + ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items())
+                        + " (convert with .to(dtype), or build the layer in that dtype)")
+
+
 def _pair(value):
     return value if isinstance(value, (tuple, list)) else (value, value)
 
 
-def _check_edge_index(edge_index: Tensor, size: Tuple[int, int]) -> None:
-    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
-        raise ValueError(f"edge_index: expected shape (2, num_edges), got {getattr(edge_index, 'shape', type(edge_index))}")
-    if edge_index.dtype != torch.long:
-        raise TypeError(f"edge_index: expected dtype torch.long, got {edge_index.dtype}")
+def _check_edge_index(edge_index: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Shape and dtype of ``edge_index`` (int32 is accepted, as in PyG, and widened)."""
+    if not isinstance(edge_index, Tensor) or edge_index.is_sparse or edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise ValueError(f"edge_index: expected a dense tensor of shape (2, num_edges), got {getattr(edge_index, 'shape', type(edge_index))}"
+                         " (convert a sparse adjacency with torch_geometric.utils.to_edge_index)")
+    if edge_index.dtype not in (torch.long, torch.int):
+        raise TypeError(f"edge_index: expected dtype torch.long or torch.int32, got {edge_index.dtype}")
+    return edge_index.long()
+
+
+def _check_values(pos: Tuple[Tensor, Tensor], edge_index: Tensor, size: Tuple[int, int]) -> None:
+    """Checks that read values (and so synchronise with a GPU): finite positions, indices in range."""
+    for p in pos:
+        if not torch.isfinite(p).all():
+            raise ValueError("pos: contains NaN or inf")
     if edge_index.numel():
         if edge_index.min() < 0:
             raise ValueError("edge_index: contains negative indices")

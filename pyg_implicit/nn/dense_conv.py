@@ -35,8 +35,8 @@ class _DenseImplicitConv(nn.Module):
 
     def __init__(
         self,
-        in_irreps: IrrepsLike,
-        out_irreps: IrrepsLike,
+        irreps_in: IrrepsLike,
+        irreps_out: IrrepsLike,
         kernel_size: int,
         group: Union[str, Group] = "c4",
         stride: int = 1,
@@ -48,7 +48,7 @@ class _DenseImplicitConv(nn.Module):
         super().__init__()
         if not (isinstance(kernel_size, int) and kernel_size > 0):
             raise ValueError(f"kernel_size: expected a positive int, got {kernel_size!r}")
-        self.kernel = ImplicitKernel(in_irreps, out_irreps, group, **kernel_kwargs)
+        self.kernel = ImplicitKernel(irreps_in, irreps_out, group, **kernel_kwargs)
         self.irreps_in, self.irreps_out, self.group = self.kernel.irreps_in, self.kernel.irreps_out, self.kernel.group
         self.kernel_size, self.stride, self.padding, self.spacing = kernel_size, stride, padding, spacing
         centre = (kernel_size - 1) / 2
@@ -93,7 +93,7 @@ class ImplicitConv2d(_DenseImplicitConv):
     (``c<N>``, ``d<N>``, ``so2``, ``o2``, ``cone``, ...; exact on the grid for C4 and D4).
 
     Args:
-        in_irreps, out_irreps (str or Irreps): Fields per pixel (channels = their dimension).
+        irreps_in, irreps_out (str or Irreps): Fields per pixel (channels = their dimension).
         kernel_size (int): Window size :math:`k`.
         group (str or Group): The symmetry group. (default: ``"c4"``)
         stride, padding (int): As for ``conv2d`` (exact equivariance needs symmetric padding and,

@@ -2,8 +2,8 @@ r"""Harmonic-polynomial embedding of relative positions (paper app. B.1)."""
 from __future__ import annotations
 
 import torch
-from e3nn import o3
 from e3nn import nn as e3nn_nn
+from e3nn import o3
 from torch import nn
 
 
@@ -24,10 +24,20 @@ def harmonic_polynomials(vec: torch.Tensor, lmax: int) -> torch.Tensor:
     return o3.spherical_harmonics(list(range(lmax + 1)), vec, normalize=False, normalization="component")
 
 
-def unit_spherical_harmonics(vec: torch.Tensor, lmax: int, eps: float = 1e-12) -> torch.Tensor:
-    r"""Spherical harmonics :math:`Y^l(x / |x|)`; at :math:`x = 0` they are :math:`(1, 0, \dots, 0)`."""
-    norm = vec.norm(dim=-1, keepdim=True)
-    return harmonic_polynomials(vec / norm.clamp_min(eps), lmax)
+def unit_spherical_harmonics(vec: torch.Tensor, lmax: int) -> torch.Tensor:
+    r"""Spherical harmonics :math:`Y^l(x / |x|)`; at :math:`x = 0` they are :math:`(1, 0, \dots, 0)`.
+
+    A zero vector has no direction, so :math:`Y^{l>0}(0)` is defined as :math:`0` (the value of the
+    harmonic polynomials there), with zero gradient: the division by :math:`|x|` is only evaluated
+    on non-zero vectors (the "double where"), so zero-length edges (self-loops, coincident points)
+    give finite outputs and gradients instead of the :math:`1/\epsilon` of a clamped norm, which in
+    float32 cancelled every other contribution to a position's gradient.
+    """
+    sq = vec.pow(2).sum(-1, keepdim=True)
+    nonzero = sq > 0
+    safe = torch.where(nonzero, vec, torch.ones_like(vec))  # any non-zero vector: its gradient is discarded
+    unit = torch.where(nonzero, safe / safe.norm(dim=-1, keepdim=True), torch.zeros_like(vec))
+    return harmonic_polynomials(unit, lmax)
 
 
 class HarmonicEmbedding(nn.Module):

@@ -29,6 +29,7 @@ from e3nn.math import soft_one_hot_linspace
 from torch import nn
 
 from ..groups import Group, get_group
+from ._data_init import DataDependentInit
 from ._irreps import IrrepsLike, as_irreps, check_features
 from .harmonics import HarmonicEmbedding, unit_spherical_harmonics
 from .invariants import InvariantSplit
@@ -146,7 +147,7 @@ class SteerableKernel(nn.Module):
         return f"{self.irreps_in} -> {self.irreps_out}, group={self.group.name}{attrs}"
 
 
-class ImplicitKernel(SteerableKernel):
+class ImplicitKernel(SteerableKernel, DataDependentInit):
     r"""The implicit steerable kernel (Zhdanov, Hoffmann & Cesa, NeurIPS 2023).
 
     .. math::
@@ -220,9 +221,6 @@ class ImplicitKernel(SteerableKernel):
             )
             self.irreps_features = hidden
         self.sigma = nn.Parameter(torch.empty(()))
-        # Whether sigma (and the output scale) still wait for the first training batch; saved, so a
-        # loaded model keeps its values.
-        self.register_buffer("sigma_pending", torch.tensor(False))
         self._build_tensor_product()
         self.reset_parameters()
 
@@ -231,13 +229,8 @@ class ImplicitKernel(SteerableKernel):
         if self.mlp is not None:
             self.mlp.reset_parameters()
         nn.init.constant_(self.sigma, 1.0 if self.sigma_init is None else self.sigma_init)
-        self.sigma_pending.fill_(self.sigma_init is None)
-        self._sigma_pending = self.sigma_init is None  # a Python mirror: forward reads it without a device sync
+        self._set_init_pending(self.sigma_init is None)  # sigma and the bilinear scale from the first batch
         self.tensor_product.reset_parameters()
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._sigma_pending = bool(self.sigma_pending)
 
     def radial_shell(self, vec: torch.Tensor) -> torch.Tensor:
         r"""The Gaussian shell :math:`e^{-|x|^2/\sigma^2}` ``[E, 1]`` with learnable :math:`\sigma`."""
@@ -248,7 +241,7 @@ class ImplicitKernel(SteerableKernel):
         h = torch.cat([self.harmonics(vec), z], dim=-1)
         if self.mlp is not None:
             h = self.mlp(h)
-        if self._sigma_pending and self.training and vec.shape[0]:
+        if self._init_pending and self.training and vec.shape[0]:
             self._initialize_from_data(vec, h)
         return h * self.radial_shell(vec)
 
@@ -262,8 +255,7 @@ class ImplicitKernel(SteerableKernel):
         mean_square = (h * self.radial_shell(vec)).pow(2).mean()
         if mean_square > 0:
             self.tensor_product.scale_weights_(float(mean_square) ** -0.5)
-        self.sigma_pending.fill_(False)
-        self._sigma_pending = False
+        self._set_init_pending(False)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, lmax={self.lmax}, features={self.irreps_features}, mlp_layers={self.mlp_layers}"
@@ -318,6 +310,9 @@ class StandardKernel(SteerableKernel):
             raise ValueError(f"lmax: expected a non-negative int, got {lmax!r}")
         if not max_radius > 0:
             raise ValueError(f"max_radius: expected a positive float, got {max_radius!r}")
+        for name, value in (("radial_features", radial_features), ("radial_hidden", radial_hidden), ("num_basis", num_basis)):
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
         self.lmax, self.num_basis, self.max_radius = lmax, num_basis, float(max_radius)
         self.radial_features = radial_features
         sh = o3.Irreps.spherical_harmonics(lmax)

@@ -116,6 +116,11 @@ class EquivariantLinear(nn.Module):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
+    @torch.no_grad()
+    def scale_weights_(self, factor: float) -> None:
+        """Multiply the weights (not the bias) by ``factor``: with a zero bias the output scales too."""
+        (self.e3nn.weight if self.e3nn is not None else self.weight).mul_(factor)
+
     def matrix(self) -> torch.Tensor:
         """The assembled weight :math:`W^T` as a ``[dim_in, dim_out]`` matrix (generic path)."""
         W = self.weight.new_zeros(self._dim_in, self._dim_out)

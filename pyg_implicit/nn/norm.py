@@ -42,6 +42,7 @@ class EquivariantBatchNorm(nn.Module):
             cumulative average. (default: :obj:`0.1`)
         affine (bool): Learn :math:`\gamma, \beta`. (default: :obj:`True`)
         use_batch_statistics (bool): Normalise with batch statistics in training. (default: :obj:`True`)
+        center (bool): Subtract the mean of the invariant components. (default: :obj:`True`)
 
     Shapes:
         - **input:** :math:`(N, \dim)`
@@ -56,12 +57,13 @@ class EquivariantBatchNorm(nn.Module):
         momentum: Optional[float] = 0.1,
         affine: bool = True,
         use_batch_statistics: bool = True,
+        center: bool = True,
     ) -> None:
         super().__init__()
         self.irreps_in = self.irreps_out = as_irreps(irreps, "irreps")
         self.group = get_group(group)
         self.split = InvariantSplit(self.irreps_in, self.group)
-        self.eps, self.momentum, self.use_batch_statistics = eps, momentum, use_batch_statistics
+        self.eps, self.momentum, self.use_batch_statistics, self.center = eps, momentum, use_batch_statistics, center
         n_inv, n_blocks = self.split.num_invariant, self.split.num_blocks
         self.register_buffer("running_mean", torch.zeros(n_inv))
         self.register_buffer("running_var", torch.ones(n_inv))
@@ -89,14 +91,15 @@ class EquivariantBatchNorm(nn.Module):
         check_features(x, self._dim, "x", self.irreps_in)
         a, z = self.split.split(x.reshape(-1, self._dim))
         if self.training and a.shape[0] > 0:
-            mean, var = a.mean(0), a.var(0, unbiased=False)
+            mean = a.mean(0) if self.center else torch.zeros_like(a[0])
+            var = (a - mean).pow(2).mean(0)
             block_ms = self.split.block_mean_square(z).mean(0)
             with torch.no_grad():
                 self.num_batches_tracked += 1
-                rate = 1.0 / float(self.num_batches_tracked)
-                rate = rate if self.momentum is None else max(rate, self.momentum)
+                rate = self.num_batches_tracked.to(mean.dtype).reciprocal()  # a tensor: no host sync
+                rate = rate if self.momentum is None else rate.clamp_min(self.momentum)
                 for running, batch in ((self.running_mean, mean), (self.running_var, var), (self.running_block_mean_square, block_ms)):
-                    running.lerp_(batch.detach().to(running.dtype), rate)
+                    running.lerp_(batch.detach().to(running.dtype), rate.to(running.dtype))
         if not (self.training and self.use_batch_statistics and a.shape[0] > 0):
             mean, var, block_ms = self.running_mean, self.running_var, self.running_block_mean_square
         a = (a - mean) * (var + self.eps).rsqrt()

@@ -2,6 +2,7 @@ r"""The learned :math:`G`-equivariant bilinear map :math:`B(x_1, x_2)` (a fully 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Union
 
 import torch
@@ -10,7 +11,6 @@ from torch import nn
 
 from ..groups import Group, get_group
 from ._irreps import IrrepsLike, as_irreps, check_features, e3nn_irreps, fields
-
 
 _CHUNK_ELEMENTS = 1 << 22  # entries of the transient [rows, d2, d_out] block of _DenseBilinear
 
@@ -101,6 +101,7 @@ class EquivariantTensorProduct(nn.Module):
                 compile_right=True,
             )
             self.weight_numel = self.e3nn.weight_numel
+            self._check_paths([ins.i_out for ins in self.e3nn.instructions])
             return
         self.e3nn = None
         paths, fan_in = [], [0] * len(self.irreps_out)
@@ -122,8 +123,25 @@ class EquivariantTensorProduct(nn.Module):
             (self.irreps_in1[i1].mul, self.irreps_in2[i2].mul, n, self.irreps_out[j].mul) for i1, i2, j, n in paths
         ]
         self.weight_numel = sum(math.prod(s) for s in self.weight_shapes)
+        self._check_paths([j for _, _, j, _ in paths])
         self.weight = nn.Parameter(torch.empty(self.weight_numel))
         self.reset_parameters()
+
+    def _check_paths(self, reached: list) -> None:
+        """No admissible path at all is an error (the output would be 0 for every input); output
+        fields that no path reaches get a warning (they stay 0, which a layout may intend)."""
+        if not reached and self.irreps_out.dim:
+            raise ValueError(
+                f"irreps_out: no {self.group.name}-equivariant bilinear map {self.irreps_in1} x {self.irreps_in2} -> "
+                f"{self.irreps_out} exists (e.g. parity forbids it): the output would always be 0"
+            )
+        missing = [f"{mul}x{ir}" for j, (mul, ir) in enumerate(self.irreps_out) if mul and j not in set(reached)]
+        if missing:
+            warnings.warn(
+                f"irreps_out: the fields {', '.join(missing)} of {self.irreps_out} are reached by no "
+                f"{self.group.name}-equivariant path from {self.irreps_in1} x {self.irreps_in2} and stay 0",
+                stacklevel=3,
+            )
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
