@@ -198,3 +198,14 @@ def test_shell_width_is_set_from_the_first_training_batch_and_saved(float64):
     assert fixed.kernel.sigma.item() == 0.5
     with pytest.raises(ValueError, match="sigma"):
         ImplicitConv("1x0e", "1x0e", "o3", sigma=-1.0)
+
+
+@pytest.mark.parametrize("group", ["o3", "so2"])
+@pytest.mark.parametrize("kernel", ["implicit", "standard"])
+def test_first_training_step_differentiates_through_the_data_dependent_initialisation(group, kernel):
+    """The first batch rescales weights the forward pass already used; its backward must still work."""
+    model = SteerableCNN("2x0e+1x1o", "4x0e+2x1o", "1x1o", group, num_layers=2, kernel=kernel, lmax=1)
+    pos = torch.randn(30, 3)
+    out = model(torch.randn(30, 5), pos, knn_graph(pos, 4))
+    out.pow(2).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)

@@ -73,9 +73,9 @@ def test_mesh_source_samples_points_and_normals_on_the_surface(tmp_path):
 
 
 def test_missing_and_corrupt_files_give_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="ModelNet archive not found"):
+    with pytest.raises(FileNotFoundError, match="npz_path: .*none.npz does not exist"):
         ModelNetPoints(str(tmp_path / "a"), source="npz", npz_path=str(tmp_path / "none.npz"))
-    with pytest.raises(FileNotFoundError, match="neither"):
+    with pytest.raises(FileNotFoundError, match="archive: .*none.tar.xz does not exist"):
         ModelNetPoints(str(tmp_path / "b"), source="resampled", archive=str(tmp_path / "none.tar.xz"))
     bad = tmp_path / "bad.tar.xz"
     bad.write_bytes(b"not an archive")

@@ -14,6 +14,7 @@ from ..groups import get_group
 from ..nn import EquivariantTensorProduct, InvariantGate
 from ..nn._irreps import IrrepsLike, as_irreps
 from ..nn.harmonics import unit_spherical_harmonics
+from ..nn.norm import running_batch_norm
 
 
 class _SteerableLinear(nn.Module):
@@ -72,6 +73,9 @@ class SEGNN(nn.Module):
         num_layers (int): Message-passing layers. (default: :obj:`4`)
         lmax_attr (int): Order of the spherical-harmonic attributes. (default: :obj:`1`)
         edge_attr_irreps (str or Irreps, optional): Invariant edge features joined to the messages.
+        input_norm (bool): Standardise the input as :class:`SteerableCNN` does (O(3) batch
+            statistics, cumulative, used in training too), so that every model of a comparison
+            sees inputs of the same scale. (default: :obj:`True`)
 
     Shapes:
         - **input:** :math:`x: (N, d_{in})`, :math:`\mathrm{pos}: (N, 3)`, edge index :math:`(2, E)`
@@ -86,6 +90,7 @@ class SEGNN(nn.Module):
         num_layers: int = 4,
         lmax_attr: int = 1,
         edge_attr_irreps: Optional[IrrepsLike] = None,
+        input_norm: bool = True,
     ) -> None:
         super().__init__()
         self.irreps_in = as_irreps(irreps_in, "irreps_in")
@@ -95,6 +100,7 @@ class SEGNN(nn.Module):
         self.lmax_attr = lmax_attr
         self.group = get_group("o3")
         irreps_attr = o3.Irreps.spherical_harmonics(lmax_attr)
+        self.input_norm = running_batch_norm(self.irreps_in, self.group, momentum=None) if input_norm else None
         self.embedding = _SteerableLinear(self.irreps_in, irreps_attr, self.irreps_hidden, gate=False)
         self.layers = nn.ModuleList(SEGNNLayer(self.irreps_hidden, irreps_attr, self.irreps_edge) for _ in range(num_layers))
         self.head_1 = _SteerableLinear(self.irreps_hidden, irreps_attr, self.irreps_hidden, gate=True)
@@ -105,7 +111,7 @@ class SEGNN(nn.Module):
         edge_sh = unit_spherical_harmonics(pos[j] - pos[i], self.lmax_attr)
         node_sh = scatter(edge_sh, i, dim=0, dim_size=x.shape[0], reduce="mean")
         edge_feat = edge_attr if edge_attr is not None else x.new_zeros(edge_index.shape[1], 0)
-        h = self.embedding(x, node_sh)
+        h = self.embedding(self.input_norm(x) if self.input_norm is not None else x, node_sh)
         for layer in self.layers:
             h = layer(h, pos, edge_index, edge_feat, edge_sh, node_sh)
         return self.head_2(self.head_1(h, node_sh), node_sh)

@@ -118,8 +118,10 @@ class EquivariantLinear(nn.Module):
 
     @torch.no_grad()
     def scale_weights_(self, factor: float) -> None:
-        """Multiply the weights (not the bias) by ``factor``: with a zero bias the output scales too."""
-        (self.e3nn.weight if self.e3nn is not None else self.weight).mul_(factor)
+        """Multiply the weights (not the bias) by ``factor``: with a zero bias the output scales too.
+
+        Through ``.data``: a forward pass that already used the weights can still be differentiated."""
+        (self.e3nn.weight if self.e3nn is not None else self.weight).data.mul_(factor)
 
     def matrix(self) -> torch.Tensor:
         """The assembled weight :math:`W^T` as a ``[dim_in, dim_out]`` matrix (generic path)."""

@@ -149,8 +149,10 @@ class EquivariantTensorProduct(nn.Module):
 
     @torch.no_grad()
     def scale_weights_(self, factor: float) -> None:
-        """Multiply every weight by ``factor`` (the map is linear in its weights: outputs scale too)."""
-        (self.e3nn.weight if self.e3nn is not None else self.weight).mul_(factor)
+        """Multiply every weight by ``factor`` (the map is linear in its weights: outputs scale too).
+
+        Through ``.data``: a forward pass that already used the weights can still be differentiated."""
+        (self.e3nn.weight if self.e3nn is not None else self.weight).data.mul_(factor)
 
     def _paths(self):
         """Per path: the input / output fields, the weights ``[u, v, k, w]`` and the basis ``[k, c, a, b]``."""
