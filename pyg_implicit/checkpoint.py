@@ -15,11 +15,15 @@ arguments as plain data (irreps as strings, a group by name, or by its generator
 in the catalogue, a wrapped model as its own class and configuration). :func:`load_model` rebuilds
 the model from them and loads the weights.
 
-Example::
-
-    from pyg_implicit import load_model, save_model
-    save_model(model, "model.pt")
-    model = load_model("model.pt").eval()
+Example:
+    >>> import os, tempfile
+    >>> from pyg_implicit import load_model, save_model
+    >>> from pyg_implicit.models import SteerableCNN
+    >>> model = SteerableCNN("1x1o", "4x0e+2x1o", "1x0e", group="so2", num_layers=1)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.pt")
+    >>> save_model(model, path)
+    >>> type(load_model(path)).__name__
+    'SteerableCNN'
 """
 from __future__ import annotations
 

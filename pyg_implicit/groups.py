@@ -209,12 +209,16 @@ class Group:
         discrete_generators (Tensor, optional): Orthogonal matrices ``[m, 3, 3]``; with the
             identity component they generate the group. Each must normalise the Lie algebra.
 
-    Example::
+    Example:
+        The group of rotations about z together with the mirror :math:`y \to -y` ("cone"):
 
-        # the group of rotations about z together with the mirror y -> -y ("cone")
-        Lz = torch.tensor([[0., -1., 0.], [1., 0., 0.], [0., 0., 0.]], dtype=torch.float64)
-        cone = Group("cone", lie_generators=[Lz],
-                     discrete_generators=[torch.diag(torch.tensor([1., -1., 1.], dtype=torch.float64))])
+        >>> Lz = torch.tensor([[0., -1., 0.], [1., 0., 0.], [0., 0., 0.]], dtype=torch.float64)
+        >>> mirror_y = torch.diag(torch.tensor([1., -1., 1.], dtype=torch.float64))
+        >>> cone = Group("cone", lie_generators=[Lz], discrete_generators=[mirror_y])
+        >>> cone.lie_dim, cone.has_improper, bool(cone.contains(rotation_z(0.3)))
+        (1, True, True)
+        >>> cone.invariant_basis("1o")  # the z component of a vector (e3nn orders 1o as x, y, z)
+        tensor([[0., 0., 1.]], dtype=torch.float64)
     """
 
     def __init__(

@@ -7,12 +7,14 @@ Each argument and output is described by how :math:`g = (R, t)` acts on it:
 * ``"cartesian_points"``: :math:`p \mapsto R p + t` (positions; translations are tested too);
 * ``None``: unchanged (indices, batch vectors, invariant data).
 
-Example::
-
-    from pyg_implicit.testing import assert_equivariant
-    assert_equivariant(conv, "so2", (x, pos, edge_index),
-                       irreps_in=(conv.irreps_in, "cartesian_points", None),
-                       irreps_out=conv.irreps_out)
+Example:
+    >>> from pyg_implicit.graph import knn_graph
+    >>> from pyg_implicit.nn import ImplicitConv
+    >>> conv = ImplicitConv("4x0e+2x1o", "4x0e+2x1o", group="so2")
+    >>> pos = torch.randn(12, 3)
+    >>> x, edge_index = torch.randn(12, 10), knn_graph(pos, k=3)
+    >>> error = assert_equivariant(conv, "so2", (x, pos, edge_index),
+    ...                    irreps_in=(conv.irreps_in, "cartesian_points", None), irreps_out=conv.irreps_out)
 """
 from __future__ import annotations
 

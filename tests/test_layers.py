@@ -154,3 +154,20 @@ def test_o3_kernel_fits_a_non_polynomial_radial_profile():
     assert mse < 0.02 * variance, (mse, variance)
     mse_linear, _ = fit_radial_profile(mlp_layers=1)
     assert mse_linear > 0.1 * variance, (mse_linear, variance)
+
+
+@pytest.mark.parametrize("chunk_elements", [1 << 22, 16])
+def test_dense_bilinear_map_passes_gradcheck_and_gradgradcheck(float64, monkeypatch, chunk_elements):
+    """The subgroup path's custom backward (recomputed in row chunks) is exact to second order."""
+    from pyg_implicit.nn import tensor_product
+
+    monkeypatch.setattr(tensor_product, "_CHUNK_ELEMENTS", chunk_elements)  # 16: many chunks of one or two rows
+    x1, x2, T = torch.randn(5, 4, requires_grad=True), torch.randn(5, 3, requires_grad=True), torch.randn(4, 3, 2, requires_grad=True)
+    bilinear = tensor_product._DenseBilinear.apply
+    torch.testing.assert_close(bilinear(x1, x2, T), torch.einsum("ea,eb,abo->eo", x1, x2, T))
+    torch.autograd.gradcheck(bilinear, (x1, x2, T))
+    torch.autograd.gradgradcheck(bilinear, (x1, x2, T))
+    tp = EquivariantTensorProduct("1x0e+1x1o", "1x0e+1x1o", "1x0e+1x1o", group="so2")
+    assert tp.e3nn is None  # the dense path
+    a, b = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4, requires_grad=True)
+    torch.autograd.gradgradcheck(tp, (a, b))

@@ -29,14 +29,11 @@ import torch
 from torch_geometric.data import Data
 
 from ..chem import BondAssignmentError, bonds_of_mol, determine_bonds
+from ..data import PROPERTY_NAMES
 from .cache import CachedDataset
 from .paths import file_fingerprint, shared_data_dir
 
 __all__ = ["QM9", "PROPERTY_NAMES", "read_qm9_npz", "read_qm9pack_csv", "read_qm9_sdf"]
-
-PROPERTY_NAMES = ("A", "B", "C", "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "Cv")
-"""The 15 properties of ``data.props``, in raw QM9 units: GHz (A, B, C), Debye, bohr³, Hartree
-(homo, lumo, gap, zpve and the total energies U0, U, H, G), bohr², cal/(mol K)."""
 
 QM9PACK_COLUMNS = (
     "RotA_GHz", "RotB_GHz", "RotC_GHz", "Dipole_debye", "Polarizability_bohr3", "HOMO_au", "LUMO_au",

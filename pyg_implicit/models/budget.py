@@ -5,9 +5,12 @@ from typing import Callable, Tuple
 
 from torch import nn
 
-from ..training import count_parameters
+__all__ = ["count_parameters", "match_budget"]
 
-__all__ = ["match_budget"]
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def match_budget(build: Callable[[int], nn.Module], budget: int, max_width: int = 1024) -> Tuple[nn.Module, int]:

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import saveable
-from ..nn.group_conv import GroupConv2d, coset_max_pool, point_group_size
+from ..nn.group_conv import GroupConv2d, coset_max_pool
 
 DEFAULT_CHANNELS = {"z2": 20, "p4": 10, "p4m": 7}  # about equal parameter counts: 20^2 ~ 4 * 10^2 ~ 8 * 7^2
 
@@ -35,8 +35,8 @@ class GCNN(nn.Module):
 
     def __init__(self, group: str = "z2", channels: Optional[int] = None, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.3) -> None:
         super().__init__()
-        if group != "z2":
-            point_group_size(group)  # validates the name
+        if group not in DEFAULT_CHANNELS:
+            raise ValueError(f"group: expected 'z2', 'p4' or 'p4m', got {group!r}")
         self.group = group
         c = channels or DEFAULT_CHANNELS.get(group, 0)
         if c < 1:

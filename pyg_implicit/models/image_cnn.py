@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from ..checkpoint import saveable
 from ..groups import Group
 from ..nn import InvariantGate
-from ..nn._irreps import IrrepsLike, as_irreps
+from ..irreps import IrrepsLike, as_irreps
 from ..nn.dense_conv import ImplicitConv2d
 
 

@@ -12,9 +12,9 @@ from torch_geometric.nn import global_max_pool
 from ..checkpoint import saveable
 from ..groups import Group, get_group
 from ..nn import EquivariantLinear, ImplicitConv, StandardConv
-from ..nn._irreps import IrrepsLike, as_irreps
+from ..irreps import IrrepsLike, as_irreps
 from ..nn.activation import activation as make_activation
-from ..transforms.pointcloud import PointHierarchy
+from ..data import PointHierarchy
 
 
 @saveable

@@ -9,7 +9,7 @@ from torch_geometric.nn import global_mean_pool
 
 from ..checkpoint import saveable
 from ..groups import Group
-from ..nn._irreps import IrrepsLike
+from ..irreps import IrrepsLike
 from .steerable_cnn import SteerableCNN
 
 

@@ -12,7 +12,7 @@ from torch_geometric.utils import scatter
 from ..checkpoint import saveable
 from ..groups import get_group
 from ..nn import EquivariantTensorProduct, InvariantGate
-from ..nn._irreps import IrrepsLike, as_irreps
+from ..irreps import IrrepsLike, as_irreps
 from ..nn.harmonics import unit_spherical_harmonics
 from ..nn.norm import running_batch_norm
 

@@ -9,8 +9,8 @@ from torch import Tensor, nn
 from ..checkpoint import saveable
 from ..groups import Group, get_group
 from ..nn import EquivariantLinear, EquivariantMLP, SteerableBlock
-from ..nn._data_init import DataDependentInit
-from ..nn._irreps import IrrepsLike, as_irreps
+from ..nn import DataDependentInit
+from ..irreps import IrrepsLike, as_irreps
 from ..nn.norm import running_batch_norm
 
 

@@ -3,6 +3,7 @@ convolutions and blocks."""
 from .activation import InvariantGate, QuotientELU
 from .block import SteerableBlock
 from .conv import ImplicitConv, StandardConv, SteerableConv
+from .data_init import DataDependentInit
 from .dense_conv import ImplicitConv2d, ImplicitConv3d, transform_field_image
 from .equivariance_loss import EquivarianceLoss
 from .group_conv import GroupConv2d, coset_max_pool
@@ -15,6 +16,7 @@ from .norm import EquivariantBatchNorm
 from .tensor_product import EquivariantTensorProduct
 
 __all__ = [
+    "DataDependentInit",
     "EquivarianceLoss",
     "EquivariantBatchNorm",
     "EquivariantLinear",

@@ -11,7 +11,7 @@ from e3nn.math import normalize2mom
 from torch import nn
 
 from ..groups import Group, get_group
-from ._irreps import IrrepsLike, as_irreps, check_features, fields
+from ..irreps import IrrepsLike, as_irreps, check_features, fields
 from .invariants import InvariantSplit
 
 

@@ -9,8 +9,8 @@ from e3nn import o3
 from torch import Tensor
 
 from ..groups import Group, get_group
-from ._data_init import DataDependentInit
-from ._irreps import IrrepsLike, as_irreps
+from .data_init import DataDependentInit
+from ..irreps import IrrepsLike, as_irreps
 from .conv import ImplicitConv, StandardConv
 from .mlp import EquivariantMLP
 from .norm import running_batch_norm

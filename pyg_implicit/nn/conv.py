@@ -9,7 +9,7 @@ from torch import Tensor
 from torch_geometric.nn import MessagePassing
 
 from ..groups import Group
-from ._irreps import IrrepsLike, check_features
+from ..irreps import IrrepsLike, check_features
 from .kernel import ImplicitKernel, StandardKernel, SteerableKernel
 from .linear import EquivariantLinear, invariant_bias_vector, register_invariant_bias
 
@@ -169,10 +169,14 @@ class ImplicitConv(SteerableConv):
 
     Shapes: see :class:`SteerableConv`.
 
-    Example::
-
-        conv = ImplicitConv("8x0e+4x1o", "8x0e+4x1o", group="so2", edge_attr_irreps="1x0e")
-        out = conv(x, pos, edge_index, edge_attr=bond_length)
+    Example:
+        >>> from pyg_implicit.graph import knn_graph
+        >>> conv = ImplicitConv("8x0e+4x1o", "8x0e+4x1o", group="so2", edge_attr_irreps="1x0e")
+        >>> pos = torch.randn(20, 3)
+        >>> edge_index = knn_graph(pos, k=4)
+        >>> bond_length = (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=1, keepdim=True)
+        >>> conv(torch.randn(20, 20), pos, edge_index, edge_attr=bond_length).shape
+        torch.Size([20, 20])
     """
 
     def __init__(

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..groups import Group, irreps_D
-from ._irreps import IrrepsLike, check_features
+from ..irreps import IrrepsLike, check_features
+from .image_action import grid_preserving, transform_image
 from .kernel import ImplicitKernel
 from .linear import invariant_bias_vector, register_invariant_bias
 
@@ -127,24 +128,24 @@ class ImplicitConv3d(_DenseImplicitConv):
 def transform_field_image(x: Tensor, irreps: IrrepsLike, R: Tensor, mode: str = "bilinear") -> Tensor:
     r""":math:`(g f)(p) = \rho(R) f(R^{-1} p)` for a 2D field image ``[B, d, H, W]`` (square, axes = :math:`(x, y)`).
 
-    ``R`` is a 3x3 matrix preserving the plane :math:`z = 0`. Pixels are resampled with
-    ``grid_sample`` (``align_corners=True``): exact when :math:`R` maps pixel centres onto pixel
-    centres (multiples of 90 degrees, mirrors), interpolated otherwise (zeros outside the image).
+    ``R`` is a 3x3 matrix preserving the plane :math:`z = 0`. When it maps pixel centres onto pixel
+    centres (multiples of 90 degrees, mirrors) the pixels are permuted exactly
+    (:func:`~pyg_implicit.nn.image_action.transform_image`); otherwise they are resampled with
+    ``grid_sample`` (``align_corners=True``, ``mode``, zeros outside the image).
     """
     if x.dim() != 4 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"x: expected a square field image (B, d, H, H), got {tuple(x.shape)}")
     R = R.to(x)
     if not torch.allclose(R[2, :2], R.new_zeros(2), atol=1e-9) or not torch.allclose(R[:2, 2], R.new_zeros(2), atol=1e-9):
         raise ValueError("R: expected a transformation that preserves the plane z = 0")
-    n = x.shape[-1]
-    coords = torch.linspace(-1.0, 1.0, n, dtype=x.dtype, device=x.device)
-    px, py = torch.meshgrid(coords, coords, indexing="ij")  # output pixel (x, y) in normalised units
-    source = torch.stack([px, py], dim=-1) @ R[:2, :2]  # R^{-1} p = R^T p, as rows: p^T R
-    grid = source.flip(-1).unsqueeze(0).expand(x.shape[0], -1, -1, -1)  # grid_sample wants (W, H) = (y, x)
-    if mode == "bilinear":  # snap to exact pixel centres when R permutes them, so 90-degree turns are exact
-        snapped = torch.round((source + 1) * (n - 1) / 2) * 2 / (n - 1) - 1
-        if torch.allclose(snapped, source, atol=1e-6):
-            grid = snapped.flip(-1).unsqueeze(0).expand(x.shape[0], -1, -1, -1)
-    moved = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=True)
+    if grid_preserving(R):  # 90-degree turns and mirrors permute the pixels: exact
+        moved = transform_image(x, R)
+    else:
+        n = x.shape[-1]
+        coords = torch.linspace(-1.0, 1.0, n, dtype=x.dtype, device=x.device)
+        px, py = torch.meshgrid(coords, coords, indexing="ij")  # output pixel (x, y) in normalised units
+        source = torch.stack([px, py], dim=-1) @ R[:2, :2]  # R^{-1} p = R^T p, as rows: p^T R
+        grid = source.flip(-1).unsqueeze(0).expand(x.shape[0], -1, -1, -1)  # grid_sample wants (W, H) = (y, x)
+        moved = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=True)
     D = irreps_D(irreps, R)
     return torch.einsum("ij,bjhw->bihw", D.to(x), moved)

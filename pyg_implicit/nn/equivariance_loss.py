@@ -18,14 +18,14 @@ of the training step. The same mechanism trains a plain MLP to equivariance
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from ..groups import Group, get_group, irreps_D
-from ._irreps import IrrepsLike, as_irreps
-from .group_conv import point_group_size, transform_group_map, transform_image
+from ..irreps import IrrepsLike, as_irreps
+from .image_action import grid_group, transform_group_map, transform_image
 
 __all__ = ["EquivarianceLoss", "irreps_action", "image_rotations", "linear_warmup"]
 
@@ -38,27 +38,28 @@ def irreps_action(irreps: IrrepsLike) -> Action:
     return lambda x, R: x @ irreps_D(irreps, R.to(x)).T
 
 
-def image_rotations(group: str = "c4", regular_channels: bool = False) -> Tuple[Callable[[int], list], Action]:
-    r"""Elements of C4 (``"c4"``) or D4 (``"d4"``) on the pixel grid and their action on ``[B, C, H, W]`` maps.
+def image_rotations(group: Union[str, Group] = "c4", regular_channels: bool = False) -> Tuple[Callable[[int], list], Action]:
+    r"""Elements of a grid group (``"c4"``, ``"d4"``, see :mod:`~pyg_implicit.nn.image_action`) and their action on ``[B, C, H, W]`` maps.
 
     With ``regular_channels`` the channels are read as ``[C / |H|, |H|]`` orientation fields that
     the element also permutes (the p4 / p4m regular representation), otherwise each channel is an
     invariant field that only moves with the pixels.
 
     Returns:
-        ``(sample, action)``: ``sample(n)`` draws ``n`` elements (ints), ``action(x, g)`` applies one.
+        ``(sample, action)``: ``sample(n)`` draws ``n`` elements (their indices in
+        ``group.coset_representatives``, never the identity), ``action(x, g)`` applies one.
     """
-    name = {"c4": "p4", "d4": "p4m"}.get(group, group)
-    order = point_group_size(name)
+    group = grid_group(group)
+    order = int(group.order)
 
     def sample(n: int) -> list:
         return torch.randint(1, order, (n,)).tolist()  # the identity would add nothing
 
     def action(x: Tensor, g: int) -> Tensor:
         if not regular_channels:
-            return transform_image(x, g)
+            return transform_image(x, group.coset_representatives[g])
         b, c, h, w = x.shape
-        return transform_group_map(x.view(b, c // order, order, h, w), g, name).reshape(b, c, h, w)
+        return transform_group_map(x.view(b, c // order, order, h, w), g, group).reshape(b, c, h, w)
 
     return sample, action
 

@@ -1,73 +1,39 @@
-r"""Regular group convolutions on the pixel grid (Cohen & Welling, 2016): p4 and p4m.
+r"""Regular group convolutions on the pixel grid (Cohen & Welling, 2016): p4, p4m and their subgroups.
 
-The point group :math:`H` of p4 is the 4 rotations by multiples of 90 degrees, that of p4m adds
-the mirrors (8 elements). An element :math:`h = (m, r)` acts on an image (or a filter) as
-:math:`L_h f = \mathrm{rot90}^r(\mathrm{flip}^m f)`, :math:`(L_h f)(x) = f(h^{-1} x)`. Feature
-maps on the group carry an extra axis of size :math:`|H|`:
+The point group :math:`H` is a :class:`~pyg_implicit.groups.Group` that maps the pixel grid onto
+itself: ``c4`` (p4, the 4 rotations by multiples of 90 degrees), ``d4`` (p4m, with the mirrors, 8
+elements) or a subgroup of them. An element acts on an image (or a filter) by
+:math:`(L_h f)(x) = f(h^{-1} x)` (:func:`~pyg_implicit.nn.image_action.transform_image`). Feature
+maps on the group carry an extra axis of size :math:`|H|`, indexed by the elements of
+``group.coset_representatives``:
 
 * lifting (:math:`\mathbb{Z}^2 \to G`): :math:`[f \star \psi](h) = f \star L_h \psi`;
 * group convolution (:math:`G \to G`): :math:`[f \star \psi](h) = \sum_{k \in H} f(k) \star L_h \psi(h^{-1} k)`;
 * coset max pooling: :math:`\max_{h \in H} f(h)`, a function on :math:`\mathbb{Z}^2` again.
 
 Equivariance: :math:`\Phi(L_g f) = L_g \Phi(f)` where :math:`L_g` on a group feature map moves
-pixels and permutes the group axis, :math:`(L_g f)(h) = \mathrm{rot90}^r\mathrm{flip}^m f(g^{-1} h)`
-(:func:`transform_group_map`). It is exact whenever rotating the input about its centre maps the
+pixels and permutes the group axis, :math:`(L_g f)(h) = L_g f(g^{-1} h)`
+(:func:`~pyg_implicit.nn.image_action.transform_group_map`). It is exact whenever rotating the input about its centre maps the
 sampling grid onto itself: stride 1 with symmetric padding, any kernel size; with stride
 :math:`s`, when :math:`H + 2p - k` is divisible by :math:`s`.
 """
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from typing import Tuple
+from typing import Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GroupConv2d", "coset_max_pool", "transform_image", "transform_group_map", "point_group_size"]
+from ..groups import Group
+from .image_action import grid_group, multiplication_table, transform_image
 
-_ORDERS = {"p4": 4, "p4m": 8}
-
-
-def point_group_size(group: str) -> int:
-    if group not in _ORDERS:
-        raise ValueError(f"group: expected 'p4' or 'p4m', got {group!r}")
-    return _ORDERS[group]
-
-
-def transform_image(x: Tensor, h: int) -> Tensor:
-    r""":math:`L_h x` on the last two axes, for :math:`h = 4m + r` (rotation by :math:`r \cdot 90°` after a mirror if :math:`m = 1`)."""
-    m, r = divmod(h, 4)
-    if m:
-        x = torch.flip(x, dims=(-1,))
-    return torch.rot90(x, r, dims=(-2, -1))
-
-
-@lru_cache(maxsize=None)
-def _tables(order: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
-    """Multiplication table (flattened, ``table[a * order + b]`` = index of ``ab``) and inverses, read off the actions."""
-    probe = torch.arange(9.0).view(3, 3)  # no symmetry: distinct images for distinct elements
-    images = [transform_image(probe, h) for h in range(order)]
-    table = []
-    for a in range(order):
-        for b in range(order):
-            ab = transform_image(transform_image(probe, b), a)  # L_a L_b = L_{ab}
-            table.append(next(i for i, image in enumerate(images) if torch.equal(image, ab)))
-    inverse = tuple(next(b for b in range(order) if table[a * order + b] == 0) for a in range(order))
-    return tuple(table), inverse
-
-
-def transform_group_map(x: Tensor, g: int, group: str) -> Tensor:
-    r""":math:`L_g` on a feature map ``[..., |H|, H, W]`` on the group: pixels move, the group axis is permuted, :math:`(L_g f)(h) = L_g f(g^{-1}h)`."""
-    order = point_group_size(group)
-    table, inverse = _tables(order)
-    permutation = [table[inverse[g] * order + h] for h in range(order)]
-    return transform_image(x[..., permutation, :, :], g)
+__all__ = ["GroupConv2d", "coset_max_pool"]
 
 
 class GroupConv2d(nn.Module):
-    r"""p4 / p4m convolution, lifting (:math:`\mathbb{Z}^2 \to G`) or group-to-group.
+    r"""Group convolution on p4 / p4m (or a subgroup), lifting (:math:`\mathbb{Z}^2 \to G`) or group-to-group.
 
     The filter bank of the :math:`|H|` output orientations is assembled from one learned filter
     per (output, input) channel pair by :math:`L_h` (and, for group inputs, the permutation
@@ -77,7 +43,8 @@ class GroupConv2d(nn.Module):
         in_channels (int): Input channels (per group element for group inputs).
         out_channels (int): Output channels per group element.
         kernel_size (int): Filter size.
-        group (str): ``"p4"`` or ``"p4m"``.
+        group (str or Group): The point group: ``"c4"``, ``"d4"`` (also by their wallpaper names
+            ``"p4"``, ``"p4m"``) or another finite group that maps the grid onto itself. (default: ``"c4"``)
         lifting (bool): Input is an image ``[B, C, H, W]`` (:obj:`True`) or a group feature map
             ``[B, C, |H|, H, W]``. (default: :obj:`False`)
         stride, padding (int): As for ``conv2d``.
@@ -93,7 +60,7 @@ class GroupConv2d(nn.Module):
         in_channels: int,
         out_channels: int,
         kernel_size: int,
-        group: str = "p4",
+        group: Union[str, Group] = "c4",
         lifting: bool = False,
         stride: int = 1,
         padding: int = 0,
@@ -102,16 +69,16 @@ class GroupConv2d(nn.Module):
         super().__init__()
         if not (isinstance(kernel_size, int) and kernel_size > 0):
             raise ValueError(f"kernel_size: expected a positive int, got {kernel_size!r}")
-        self.order = point_group_size(group)
-        self.group, self.lifting = group, lifting
+        self.group, self.lifting = grid_group(group), lifting
+        self.order = int(self.group.order)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.stride, self.padding = stride, padding
         in_orientations = 1 if lifting else self.order
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, in_orientations, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        table, inverse = _tables(self.order)
+        table, inverse = multiplication_table(self.group)
         # index[h, k]: which learned input orientation feeds input orientation k for output orientation h
-        index = torch.tensor([[table[inverse[h] * self.order + k] for k in range(self.order)] for h in range(self.order)])
+        index = torch.tensor([[table[inverse[h]][k] for k in range(self.order)] for h in range(self.order)])
         self.register_buffer("_input_permutation", index, persistent=False)
         self.reset_parameters()
 
@@ -127,7 +94,7 @@ class GroupConv2d(nn.Module):
         banks = []
         for h in range(self.order):
             w = self.weight if self.lifting else self.weight[:, :, self._input_permutation[h]]
-            banks.append(transform_image(w, h))
+            banks.append(transform_image(w, self.group.coset_representatives[h]))
         w = torch.stack(banks, dim=1)  # [C_out, |H|, C_in, in_orientations, k, k]
         return w.reshape(self.out_channels * self.order, -1, self.kernel_size, self.kernel_size)
 
@@ -146,7 +113,7 @@ class GroupConv2d(nn.Module):
 
     def extra_repr(self) -> str:
         kind = "Z2 -> " if self.lifting else ""
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, {kind}{self.group}, "
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, {kind}{self.group.name}, "
                 f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")  # fmt: skip
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..groups import Group, get_group
-from ._irreps import IrrepsLike, as_irreps
+from ..irreps import IrrepsLike, as_irreps
 
 
 class InvariantSplit(nn.Module):

@@ -29,8 +29,8 @@ from e3nn.math import soft_one_hot_linspace
 from torch import nn
 
 from ..groups import Group, get_group
-from ._data_init import DataDependentInit
-from ._irreps import IrrepsLike, as_irreps, check_features
+from .data_init import DataDependentInit
+from ..irreps import IrrepsLike, as_irreps, check_features
 from .harmonics import HarmonicEmbedding, unit_spherical_harmonics
 from .invariants import InvariantSplit
 from .mlp import EquivariantMLP

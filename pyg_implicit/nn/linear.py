@@ -9,7 +9,7 @@ from e3nn import o3
 from torch import nn
 
 from ..groups import Group, get_group
-from ._irreps import Field, IrrepsLike, as_irreps, check_features, e3nn_irreps, fields
+from ..irreps import Field, IrrepsLike, as_irreps, check_features, e3nn_irreps, fields
 
 
 def register_invariant_bias(module: nn.Module, irreps: o3.Irreps, group: Group) -> Tuple[Field, ...]:

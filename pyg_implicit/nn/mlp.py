@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..groups import Group, get_group
-from ._irreps import IrrepsLike, as_irreps
+from ..irreps import IrrepsLike, as_irreps
 from .activation import activation as make_activation
 from .linear import EquivariantLinear
 

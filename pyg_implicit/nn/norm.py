@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..groups import Group, get_group
-from ._irreps import IrrepsLike, as_irreps, check_features
+from ..irreps import IrrepsLike, as_irreps, check_features
 from .invariants import InvariantSplit
 
 

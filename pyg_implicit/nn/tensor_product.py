@@ -10,7 +10,7 @@ from e3nn import o3
 from torch import nn
 
 from ..groups import Group, get_group
-from ._irreps import IrrepsLike, as_irreps, check_features, e3nn_irreps, fields
+from ..irreps import IrrepsLike, as_irreps, check_features, e3nn_irreps, fields
 
 _CHUNK_ELEMENTS = 1 << 22  # entries of the transient [rows, d2, d_out] block of _DenseBilinear
 

@@ -10,7 +10,7 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
 from ..chem import BOND_TYPES
-from ..datasets.qm9 import PROPERTY_NAMES
+from ..data import PROPERTY_NAMES
 from ..graph import radius_graph
 
 __all__ = ["AtomOneHot", "BondOneHot", "QM9Targets", "StandardizeTargets", "RadiusGraph",

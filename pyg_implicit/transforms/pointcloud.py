@@ -14,6 +14,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
+from ..data import PointHierarchy
 from ..graph import knn
 from ..groups import Group, get_group
 
@@ -54,28 +55,6 @@ class RandomRotation(BaseTransform):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.group.name}, keys={self.keys})"
-
-
-class PointHierarchy(Data):
-    r"""A point cloud with coarser levels: level :math:`l \ge 1` keeps the points ``index_l`` of level
-    :math:`l-1` (level 0 is ``pos``), and ``edge_index_l`` joins each kept point (target, row 1,
-    indexing level :math:`l`) to its ``k`` nearest points of level :math:`l-1` (source, row 0).
-    Batching offsets each index by the size of the level it points into."""
-
-    def level_size(self, level: int) -> int:
-        return self.num_nodes if level == 0 else self[f"index_{level}"].numel()
-
-    def __inc__(self, key: str, value, *args, **kwargs):
-        if key.startswith("index_"):
-            return self.level_size(int(key[6:]) - 1)
-        if key.startswith("edge_index_"):
-            level = int(key[11:])
-            return torch.tensor([[self.level_size(level - 1)], [self.level_size(level)]])
-        return super().__inc__(key, value, *args, **kwargs)
-
-    @property
-    def num_levels(self) -> int:
-        return sum(1 for key in self.keys() if key.startswith("index_"))
 
 
 class KNNHierarchy(BaseTransform):

@@ -1,28 +1,23 @@
 r"""The training loop every example shares: AdamW, step decay, best-on-validation checkpoint,
-``--resume``, JSON metrics, a progress bar, seeding and multi-process data parallelism, and the
-helpers sweeps use to run, resume and parallelise many such runs.
+``--resume``, JSON metrics, a progress bar and seeding.
 
-Started as ``python script.py`` it trains in one process; started as
-``torchrun --nproc_per_node N script.py`` it trains with ``DistributedDataParallel`` (NCCL on
-GPUs, gloo on CPUs), each process on a shard of the training set. Evaluation runs on every
-process over the whole (small) validation/test set, so all ranks agree; only rank 0 writes files.
+Started as ``python script.py`` it trains in one process; inside :func:`~pyg_implicit.training.distributed`
+(``torchrun --nproc_per_node N script.py``) it trains with ``DistributedDataParallel``, each process
+on a shard of the training set. Evaluation runs on every process over the whole (small)
+validation/test set, so all ranks agree; only rank 0 writes files.
 
 A task supplies a ``loss_fn(model, batch) -> (loss, count)``: the *mean* loss of the batch (what
 is minimised) and the number of items it averages over (for exact epoch averages).
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import math
-import multiprocessing
 import os
 import random
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator, List, Sequence, Tuple
+from typing import Callable, Tuple
 
 import numpy as np
 import torch
@@ -31,9 +26,10 @@ from torch import Tensor, nn
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..models.budget import count_parameters
 
-__all__ = ["TrainConfig", "add_training_arguments", "config_from_args", "fit", "evaluate", "seed_everything", "distributed", "rank_zero_first", "count_parameters", "run_once", "run_many"]
+__all__ = ["TrainConfig", "LossFn", "fit", "evaluate", "seed_everything"]
 
 LossFn = Callable[[nn.Module, object], Tuple[Tensor, int]]
 
@@ -56,63 +52,10 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # recorded in metrics.json as given (task, model, ...)
 
 
-def add_training_arguments(
-    parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float, weight_decay: float, lr_step: int, lr_decay: float = 0.5
-) -> None:
-    """The options every training script shares (``--epochs`` ... ``--no-progress``), with its defaults."""
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--batch-size", type=int, default=batch_size)
-    parser.add_argument("--lr", type=float, default=lr)
-    parser.add_argument("--weight-decay", type=float, default=weight_decay)
-    parser.add_argument("--lr-step", type=int, default=lr_step, help="halve (--lr-decay) the learning rate every this many epochs")
-    parser.add_argument("--lr-decay", type=float, default=lr_decay)
-    parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the batch order")
-    parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
-    parser.add_argument("--no-progress", action="store_true")
-
-
-def config_from_args(args: argparse.Namespace, out_dir: str, extra: dict) -> TrainConfig:
-    """The :class:`TrainConfig` of options added by :func:`add_training_arguments`."""
-    return TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, lr_step=args.lr_step,
-        lr_decay=args.lr_decay, seed=args.seed, out_dir=out_dir, resume=args.resume, progress=not args.no_progress, extra=extra,
-    )  # fmt: skip
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-@contextlib.contextmanager
-def distributed():
-    """Initialise the process group when started by ``torchrun`` (``WORLD_SIZE > 1``); yields ``(rank, world_size)``."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        yield 0, 1
-        return
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
-    try:
-        yield dist.get_rank(), world_size
-    finally:
-        dist.destroy_process_group()
-
-
-@contextlib.contextmanager
-def rank_zero_first():
-    """Run the block on rank 0 first (e.g. generate and cache a dataset), then on the other ranks."""
-    active = dist.is_available() and dist.is_initialized()
-    if active and dist.get_rank() != 0:
-        dist.barrier()
-    yield
-    if active and dist.get_rank() == 0:
-        dist.barrier()
 
 
 @torch.no_grad()
@@ -237,32 +180,3 @@ def fit(
     return metrics
 
 
-def run_once(run_dir: str, train: Callable[[List[str]], dict], argv: List[str]) -> dict:
-    """Metrics of the run in ``run_dir``: read from its ``metrics.json`` when it finished, else
-    ``train(argv + ["--out-dir", run_dir])``, with ``--resume`` when an interrupted run left a
-    ``last.pt``. Lets a sweep of example scripts stop and continue where it was."""
-    path = os.path.join(run_dir, "metrics.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    resume = ["--resume"] if os.path.exists(os.path.join(run_dir, "last.pt")) else []
-    return train(list(argv) + ["--out-dir", run_dir] + resume)
-
-
-def _run_job(job: Tuple[str, Callable[[List[str]], dict], List[str]]) -> dict:
-    return run_once(*job)
-
-
-def run_many(jobs: Sequence[Tuple[str, List[str]]], train: Callable[[List[str]], dict], processes: int = 1) -> Iterator[dict]:
-    """``run_once(run_dir, train, argv)`` for every ``(run_dir, argv)`` in ``jobs``, yielding the
-    metrics in the order of ``jobs``. With ``processes > 1`` that many runs train at the same time,
-    in spawned processes (CUDA cannot be forked) on one CPU thread each; they share the GPU if
-    there is one. ``train`` must be importable by name (a module-level function), and the data must
-    be prepared before: processes that build the same dataset cache at once would race."""
-    triples = [(run_dir, train, argv) for run_dir, argv in jobs]
-    if processes == 1:
-        yield from map(_run_job, triples)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        yield from pool.map(_run_job, triples)

@@ -1,6 +1,10 @@
 """A flag for data-dependent initialisation: some initial values are set by the first training batch."""
+from __future__ import annotations
+
 import torch
 from torch import nn
+
+__all__ = ["DataDependentInit"]
 
 
 class DataDependentInit(nn.Module):

@@ -1,4 +1,5 @@
-"""Small helpers shared by the layers: argument checking and the e3nn fast path."""
+"""Irreps arguments of the layers: parsing with errors that name the argument, feature checks, the
+layout as plain ints, and the relabelling e3nn needs under SO(3)."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional, Tuple, Union
@@ -6,7 +7,9 @@ from typing import NamedTuple, Optional, Tuple, Union
 import torch
 from e3nn import o3
 
-from ..groups import Group
+from .groups import Group
+
+__all__ = ["IrrepsLike", "Field", "as_irreps", "check_features", "e3nn_irreps", "fields"]
 
 IrrepsLike = Union[str, o3.Irreps]
 

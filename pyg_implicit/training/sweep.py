@@ -1,0 +1,43 @@
+"""Sweeps of training runs: each run resumable by its directory, several at once in spawned processes."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable, Iterator, List, Sequence, Tuple
+
+import torch
+
+__all__ = ["run_once", "run_many"]
+
+
+def run_once(run_dir: str, train: Callable[[List[str]], dict], argv: List[str]) -> dict:
+    """Metrics of the run in ``run_dir``: read from its ``metrics.json`` when it finished, else
+    ``train(argv + ["--out-dir", run_dir])``, with ``--resume`` when an interrupted run left a
+    ``last.pt``. Lets a sweep of example scripts stop and continue where it was."""
+    path = os.path.join(run_dir, "metrics.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    resume = ["--resume"] if os.path.exists(os.path.join(run_dir, "last.pt")) else []
+    return train(list(argv) + ["--out-dir", run_dir] + resume)
+
+
+def _run_job(job: Tuple[str, Callable[[List[str]], dict], List[str]]) -> dict:
+    return run_once(*job)
+
+
+def run_many(jobs: Sequence[Tuple[str, List[str]]], train: Callable[[List[str]], dict], processes: int = 1) -> Iterator[dict]:
+    """``run_once(run_dir, train, argv)`` for every ``(run_dir, argv)`` in ``jobs``, yielding the
+    metrics in the order of ``jobs``. With ``processes > 1`` that many runs train at the same time,
+    in spawned processes (CUDA cannot be forked) on one CPU thread each; they share the GPU if
+    there is one. ``train`` must be importable by name (a module-level function), and the data must
+    be prepared before: processes that build the same dataset cache at once would race."""
+    triples = [(run_dir, train, argv) for run_dir, argv in jobs]
+    if processes == 1:
+        yield from map(_run_job, triples)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        yield from pool.map(_run_job, triples)
