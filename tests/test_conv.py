@@ -190,10 +190,30 @@ def test_bipartite(float64):
 def test_aggr_and_flow_kwargs():
     conv = ImplicitConv("2x0e", "2x0e", "o3", aggr="mean")
     assert "aggr=mean" in repr(conv)
-    x, pos, edge_index = torch.randn(5, 2), torch.randn(5, 3), torch.tensor([[0, 1, 2], [1, 2, 3]])
+    x, pos, edge_index = torch.randn(5, 2), torch.randn(5, 3), torch.tensor([[0, 1, 2, 4], [1, 2, 3, 1]])
+    plain = ImplicitConv("2x0e", "2x0e", "o3").eval()
     flipped = ImplicitConv("2x0e", "2x0e", "o3", flow="target_to_source").eval()
-    flipped.load_state_dict(ImplicitConv("2x0e", "2x0e", "o3").state_dict())
-    assert flipped(x, pos, edge_index.flip(0)).shape == (5, 2)
+    flipped.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(flipped(x, pos, edge_index.flip(0)), plain(x, pos, edge_index))
+
+
+@pytest.mark.filterwarnings("ignore:Sparse")  # torch's notes on its sparse formats
+@pytest.mark.parametrize("cls", CONVS)
+def test_sparse_adjacency_and_edge_index_give_the_dense_result(float64, cls):
+    """As in PyG: a sparse adj_t[target, source] (torch.sparse COO / CSR) or an EdgeIndex give the same output."""
+    from torch_geometric import EdgeIndex
+    from torch_geometric.utils import coalesce
+
+    conv = make(cls, "so2").eval()
+    x, pos, edge_index, edge_attr, node_attr = inputs(conv)
+    transposed, edge_attr = coalesce(edge_index.flip(0), edge_attr)  # row-major order of adj_t (by target, then source), no repeats
+    edge_index = transposed.flip(0)
+    expected = conv(x, pos, edge_index, edge_attr, node_attr)
+    adj_t = torch.sparse_coo_tensor(edge_index.flip(0), torch.ones(edge_index.shape[1]), (10, 10))
+    for adjacency in (adj_t, adj_t.to_sparse_csr(), EdgeIndex(edge_index, sparse_size=(10, 10))):
+        torch.testing.assert_close(conv(x, pos, adjacency, edge_attr, node_attr), expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"edge_index: expected a sparse adjacency adj_t of shape \(num_target, num_source\)"):
+        conv(x, pos, torch.sparse_coo_tensor(edge_index.flip(0), torch.ones(edge_index.shape[1]), (10, 12)), edge_attr, node_attr)
 
 
 def test_bad_input_raises_clear_errors():
@@ -231,8 +251,8 @@ def test_bad_input_raises_clear_errors():
         ImplicitConv("16xq", OUT)
     with pytest.raises(TypeError, match="edge_index: expected dtype torch.long or torch.int32"):
         conv(x, pos, edge_index.float(), edge_attr, node_attr)
-    with pytest.raises(ValueError, match="edge_index: expected a dense tensor .*to_edge_index"):
-        conv(x, pos, torch.sparse_coo_tensor(edge_index, torch.ones(edge_index.shape[1]), (10, 10)), edge_attr, node_attr)
+    with pytest.raises(ValueError, match=r"edge_index: expected shape \(2, num_edges\) or a sparse adjacency"):
+        conv(x, pos, edge_index[:1], edge_attr, node_attr)
 
 
 def test_no_edges_gives_zeros():

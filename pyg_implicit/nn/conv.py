@@ -7,6 +7,8 @@ import torch
 from e3nn import o3
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
+from torch_geometric.typing import SparseTensor
+from torch_geometric.utils import to_edge_index
 
 from ..groups import Group
 from ..irreps import IrrepsLike, check_features
@@ -44,7 +46,9 @@ class SteerableConv(MessagePassing):
         - **input:** node features :math:`(|\mathcal{V}|, d_{in})` or
           :math:`((|\mathcal{V_s}|, d_{in}), (|\mathcal{V_t}|, *))` if bipartite,
           positions :math:`(|\mathcal{V}|, 3)` or :math:`((|\mathcal{V_s}|, 3), (|\mathcal{V_t}|, 3))`,
-          edge indices :math:`(2, |\mathcal{E}|)`, edge attributes :math:`(|\mathcal{E}|, d_e)`,
+          edge indices :math:`(2, |\mathcal{E}|)` (or ``EdgeIndex``, or a sparse adjacency
+          :math:`(|\mathcal{V}_t|, |\mathcal{V}_s|)` as in PyG, whose entries are the edges in
+          row-major order), edge attributes :math:`(|\mathcal{E}|, d_e)`,
           node attributes :math:`(|\mathcal{V}|, d_a)` or a pair
         - **output:** node features :math:`(|\mathcal{V}_t|, d_{out})`
     """
@@ -74,7 +78,7 @@ class SteerableConv(MessagePassing):
         self,
         x: Union[Tensor, PairOptTensor],
         pos: Union[Tensor, PairTensor],
-        edge_index: Tensor,
+        edge_index: Union[Tensor, SparseTensor],
         edge_attr: Optional[Tensor] = None,
         node_attr: Optional[Union[Tensor, PairTensor]] = None,
     ) -> Tensor:
@@ -91,7 +95,7 @@ class SteerableConv(MessagePassing):
             raise ValueError(f"pos: empty graph (source, target node counts {size})")
         if x[src].shape[0] != size[src]:
             raise ValueError(f"x: expected {size[src]} rows (one per source node), got {x[src].shape[0]}")
-        edge_index = _check_edge_index(edge_index, size)
+        edge_index = _check_edge_index(edge_index, size, self.flow)
         if edge_attr is not None and edge_attr.shape[0] != edge_index.shape[1]:
             raise ValueError(f"edge_attr: expected {edge_index.shape[1]} rows (one per edge), got {edge_attr.shape[0]}")
         for a, n in zip(node_attr, size):
@@ -275,11 +279,22 @@ def _pair(value):
     return value if isinstance(value, (tuple, list)) else (value, value)
 
 
-def _check_edge_index(edge_index: Tensor, size: Tuple[int, int]) -> Tensor:
-    """Shape and dtype of ``edge_index`` (int32 is accepted, as in PyG, and widened)."""
-    if not isinstance(edge_index, Tensor) or edge_index.is_sparse or edge_index.dim() != 2 or edge_index.shape[0] != 2:
-        raise ValueError(f"edge_index: expected a dense tensor of shape (2, num_edges), got {getattr(edge_index, 'shape', type(edge_index))}"
-                         " (convert a sparse adjacency with torch_geometric.utils.to_edge_index)")
+def _check_edge_index(edge_index: Union[Tensor, SparseTensor], size: Tuple[int, int], flow: str) -> Tensor:
+    """``edge_index`` as a dense ``(2, E)`` long tensor, from any graph format PyG layers take.
+
+    A dense ``(2, E)`` tensor or ``EdgeIndex`` (int32 is widened), or a sparse adjacency (a
+    ``torch.sparse`` tensor or a ``SparseTensor``) read as PyG reads it: the *transposed*
+    adjacency ``adj_t[target, source]``, whose entries become edges in row-major order.
+    """
+    if isinstance(edge_index, SparseTensor) or (isinstance(edge_index, Tensor) and edge_index.layout != torch.strided):
+        if flow != "source_to_target":
+            raise ValueError("edge_index: a sparse adjacency needs flow='source_to_target' (as in PyG)")
+        if tuple(edge_index.size())[:2] != (size[1], size[0]):
+            raise ValueError(f"edge_index: expected a sparse adjacency adj_t of shape (num_target, num_source) = {(size[1], size[0])}, "
+                             f"got {tuple(edge_index.size())}")  # fmt: skip
+        return to_edge_index(edge_index)[0].flip(0)
+    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise ValueError(f"edge_index: expected shape (2, num_edges) or a sparse adjacency, got {getattr(edge_index, 'shape', type(edge_index))}")
     if edge_index.dtype not in (torch.long, torch.int):
         raise TypeError(f"edge_index: expected dtype torch.long or torch.int32, got {edge_index.dtype}")
     return edge_index.long()
