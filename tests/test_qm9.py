@@ -260,3 +260,33 @@ def test_train_qm9_runs_two_steps(tmp_path):
         saved = json.load(f)
     extra = saved["config"]["extra"]
     assert extra["target"] == "U0" and extra["unit"] == "meV" and saved["test_mae"] == metrics["test_mae"]
+
+
+def _in_pyg_layout(data):
+    """The molecule as torch_geometric.datasets.QM9 stores it: 11 atom features, one-hot bonds, 19 targets in eV."""
+    from torch_geometric.data import Data
+
+    from pyg_implicit.transforms.molecule import HARTREE_TO_EV, PYG_QM9_TARGETS
+
+    props = dict(zip(PROPERTY_NAMES, data.props[0].double()))
+    in_ev = {"homo", "lumo", "gap", "zpve", "U0", "U", "H", "G"}
+    y = [props[name] * (HARTREE_TO_EV if name in in_ev else 1.0) if name in props else 0.0 for name in PYG_QM9_TARGETS]
+    x = torch.cat([AtomOneHot()(data.clone()).x, data.z[:, None].float(), torch.zeros(data.num_nodes, 5)], dim=1)
+    return Data(x=x, z=data.z, pos=data.pos, edge_index=data.edge_index, edge_attr=BondOneHot()(data.clone()).edge_attr,
+                y=torch.tensor([y], dtype=torch.float32))  # fmt: skip
+
+
+def test_transforms_and_qm9net_read_pyg_layout(dataset):
+    """A molecule in PyG's QM9 layout gives the same inputs and targets (units converted) as in ours."""
+    ours = Compose([AtomOneHot(), RadiusGraph(3.0), BondOneHot(), QM9Targets(["homo", "U0", "mu", "A"])])
+    for i in (0, 7):
+        mine, theirs = ours(dataset[i].clone()), ours(_in_pyg_layout(dataset[i]))
+        assert theirs.x.shape == (theirs.num_nodes, 5)
+        for key in ("x", "edge_index", "edge_attr", "bond_type"):
+            assert torch.equal(mine[key], theirs[key]), key
+        torch.testing.assert_close(theirs.y, mine.y, rtol=2e-5, atol=1e-3)  # PyG keeps float32 eV: ~1 meV on a total energy
+    model = QM9Net("8x0e+4x1o", num_layers=1, readout=8).eval()
+    mine, theirs = Compose([AtomOneHot(), BondOneHot()]), Compose([AtomOneHot(), BondOneHot()])
+    torch.testing.assert_close(model(theirs(_in_pyg_layout(dataset[3]))), model(mine(dataset[3].clone())))
+    with pytest.raises(ValueError, match=r"data: expected QM9 properties, as props \(1, 15\) or as PyG's y \(1, 19\)"):
+        QM9Targets("homo")(_in_pyg_layout(dataset[3]).update({"y": torch.zeros(1, 12)}))

@@ -5,8 +5,10 @@ from .molecule import (
            QM9Targets,
            RadiusGraph,
            StandardizeTargets,
+           bond_types,
+           raw_properties,
 )
 from .pointcloud import KNNHierarchy, NormalizeUnitBall, PointHierarchy, RandomRotation
 
-__all__ = ["AtomOneHot", "BondOneHot", "QM9Targets", "RadiusGraph", "StandardizeTargets",
+__all__ = ["AtomOneHot", "BondOneHot", "QM9Targets", "RadiusGraph", "StandardizeTargets", "bond_types", "raw_properties",
            "KNNHierarchy", "NormalizeUnitBall", "PointHierarchy", "RandomRotation"]  # fmt: skip

@@ -1,5 +1,12 @@
 r"""Transforms of molecular graphs (PyG ``BaseTransform``\ s): one-hot atoms and bonds, QM9 targets
-in the units of the literature, target standardisation, and a radius graph that keeps bond types."""
+in the units of the literature, target standardisation, and a radius graph that keeps bond types.
+
+They read molecules in two layouts: ours (:class:`~pyg_implicit.datasets.QM9`: ``z``, ``pos``,
+``edge_index`` of the bonds with ``bond_type``, ``props`` in raw QM9 units) and PyG's
+(:class:`torch_geometric.datasets.QM9`: ``z``, ``pos``, ``edge_index`` with one-hot ``edge_attr``
+of the 4 bond types, ``y`` with PyG's 19 targets, energies in eV). :func:`bond_types` and
+:func:`raw_properties` read either.
+"""
 from __future__ import annotations
 
 from typing import Dict, Sequence, Union
@@ -13,10 +20,15 @@ from ..chem import BOND_TYPES
 from ..data import PROPERTY_NAMES
 from ..graph import radius_graph
 
-__all__ = ["AtomOneHot", "BondOneHot", "QM9Targets", "StandardizeTargets", "RadiusGraph",
-           "QM9_TARGETS", "ATOM_REFERENCES", "HARTREE_TO_MEV"]  # fmt: skip
+__all__ = ["AtomOneHot", "BondOneHot", "QM9Targets", "StandardizeTargets", "RadiusGraph", "bond_types", "raw_properties",
+           "QM9_TARGETS", "ATOM_REFERENCES", "HARTREE_TO_MEV", "PYG_QM9_TARGETS"]  # fmt: skip
 
 HARTREE_TO_MEV = 27211.386246
+HARTREE_TO_EV = 27.211386246  # PyG's conversion of the QM9 energies
+PYG_QM9_TARGETS = ("mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "Cv",
+                   "U0_atom", "U_atom", "H_atom", "G_atom", "A", "B", "C")  # fmt: skip
+"""The 19 columns of ``y`` in :class:`torch_geometric.datasets.QM9` (energies in eV)."""
+_PYG_IN_EV = {"homo", "lumo", "gap", "zpve", "U0", "U", "H", "G"}
 QM9_TARGETS = ("mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "Cv")
 """The 12 standard regression targets (Gilmer et al., 2017; Anderson et al., 2019; SEGNN)."""
 UNITS = {"A": "GHz", "B": "GHz", "C": "GHz", "mu": "D", "alpha": "bohr^3", "homo": "meV", "lumo": "meV",
@@ -28,6 +40,29 @@ ATOM_REFERENCES = {  # free-atom energies in Hartree (QM9's atomref table), by a
     "H": {1: -0.497912, 6: -37.844411, 7: -54.581501, 8: -75.062219, 9: -99.716370},
     "G": {1: -0.510927, 6: -37.861317, 7: -54.598897, 8: -75.079532, 9: -99.733544},
 }
+
+
+def bond_types(data: Data) -> Tensor:
+    """``(E,)`` bond types (0 single ... 3 aromatic, -1 no bond): ``data.bond_type``, or read off PyG's one-hot ``edge_attr`` ``(E, 4)``."""
+    if getattr(data, "bond_type", None) is not None:
+        return data.bond_type
+    edge_attr = getattr(data, "edge_attr", None)
+    if edge_attr is None or edge_attr.dim() != 2 or edge_attr.shape[1] != len(BOND_TYPES) or not ((edge_attr == 0) | (edge_attr == 1)).all():
+        raise ValueError("data: expected bond types, as bond_type (E,) or as PyG's one-hot edge_attr (E, 4), "
+                         f"got edge_attr of shape {getattr(edge_attr, 'shape', None)}")  # fmt: skip
+    return torch.where(edge_attr.sum(1) > 0, edge_attr.argmax(1), -1)
+
+
+def raw_properties(data: Data) -> Tensor:
+    """``(1, 15)`` float64 QM9 properties in raw units (:data:`~pyg_implicit.data.PROPERTY_NAMES`): ``data.props``, or converted from PyG's ``y`` ``(1, 19)``."""
+    if getattr(data, "props", None) is not None:
+        return data.props.to(torch.float64)
+    y = getattr(data, "y", None)
+    if y is None or y.dim() != 2 or y.shape[1] != len(PYG_QM9_TARGETS):
+        raise ValueError(f"data: expected QM9 properties, as props (1, 15) or as PyG's y (1, 19), got y of shape {getattr(y, 'shape', None)}")
+    y = y.to(torch.float64)
+    columns = [y[:, PYG_QM9_TARGETS.index(name)] / (HARTREE_TO_EV if name in _PYG_IN_EV else 1.0) for name in PROPERTY_NAMES]
+    return torch.stack(columns, dim=1)
 
 
 class AtomOneHot(BaseTransform):
@@ -62,15 +97,19 @@ class BondOneHot(BaseTransform):
     :class:`RadiusGraph`) get the zero vector."""
 
     def forward(self, data: Data) -> Data:
-        bond_type = data.bond_type
+        bond_type = bond_types(data)
         if bond_type.numel() and (bond_type.min() < -1 or bond_type.max() >= len(BOND_TYPES)):
             raise ValueError(f"bond_type: expected values in -1..{len(BOND_TYPES) - 1}, got {sorted(set(bond_type.tolist()))}")
-        data.edge_attr = torch.nn.functional.one_hot(bond_type + 1, len(BOND_TYPES) + 1)[:, 1:].float()
+        data.edge_attr = _one_hot_bonds(bond_type)
         return data
 
 
+def _one_hot_bonds(bond_type: Tensor) -> Tensor:
+    return torch.nn.functional.one_hot(bond_type + 1, len(BOND_TYPES) + 1)[:, 1:].float()
+
+
 class QM9Targets(BaseTransform):
-    r"""``y`` :math:`(1, T)`: the named QM9 properties from ``props`` in the units of the literature.
+    r"""``y`` :math:`(1, T)`: the named QM9 properties (from ``props``, or PyG's ``y``) in the units of the literature.
 
     Energies (homo, lumo, gap, zpve, U0, U, H, G) are converted from Hartree to meV; with
     ``atomization=True`` (default) U0, U, H and G become atomization energies,
@@ -92,7 +131,7 @@ class QM9Targets(BaseTransform):
         self.units = [UNITS[n] for n in self.names]
 
     def forward(self, data: Data) -> Data:
-        props = data.props.to(torch.float64)
+        props = raw_properties(data)
         values = []
         for name, column in zip(self.names, self.columns):
             value = props[:, column]
@@ -150,6 +189,7 @@ class StandardizeTargets(BaseTransform):
 class RadiusGraph(BaseTransform):
     r"""Replace the bond graph by all pairs closer than ``r`` (Å); ``bond_type`` is kept for the
     pairs that are bonds and set to -1 for the others (no bond: a zero :class:`BondOneHot` row).
+    A one-hot ``edge_attr`` (PyG's layout) is rebuilt for the new edges the same way.
 
     Args:
         r (float): Cutoff radius in Å.
@@ -164,10 +204,12 @@ class RadiusGraph(BaseTransform):
     def forward(self, data: Data) -> Data:
         n = data.num_nodes
         edge_index = radius_graph(data.pos, self.r, max_num_neighbors=self.max_num_neighbors)
-        if getattr(data, "bond_type", None) is not None:
+        if getattr(data, "bond_type", None) is not None or getattr(data, "edge_attr", None) is not None:
             bond_type = torch.full((n * n,), -1, dtype=torch.long)
-            bond_type[data.edge_index[0] * n + data.edge_index[1]] = data.bond_type
+            bond_type[data.edge_index[0] * n + data.edge_index[1]] = bond_types(data)
             data.bond_type = bond_type[edge_index[0] * n + edge_index[1]]
+            if getattr(data, "edge_attr", None) is not None:  # PyG's layout: the one-hots follow the new edges
+                data.edge_attr = _one_hot_bonds(data.bond_type)
         data.edge_index = edge_index
         return data
 
