@@ -44,7 +44,7 @@ def test_bias_lives_in_invariant_subspace(float64):
     # for SO(2) the z component of a vector is invariant and may carry a bias; for O(3) it may not
     so2 = EquivariantLinear("1x0e", "1x1o", "so2")
     assert so2.bias is not None and so2.bias.numel() == 1
-    assert EquivariantLinear("1x0e", "1x1o", "o3").e3nn.bias.numel() == 0
+    assert EquivariantLinear("1x0e", "1x1o", "o3").bias is None
     with torch.no_grad():
         so2.bias.fill_(1.0)
         so2.weight.zero_()
@@ -171,3 +171,11 @@ def test_dense_bilinear_map_passes_gradcheck_and_gradgradcheck(float64, monkeypa
     assert tp.e3nn is None  # the dense path
     a, b = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4, requires_grad=True)
     torch.autograd.gradgradcheck(tp, (a, b))
+
+
+def test_linear_has_one_parameterisation_for_every_group():
+    """The state dict says what it holds (path weights, invariant bias) and does not depend on the group."""
+    keys = {name: sorted(EquivariantLinear("2x0e+1x1o", "1x0e+2x1o", name).state_dict()) for name in ("o3", "so3", "so2", "c4", "trivial")}
+    assert all(k == ["bias", "weight"] for k in keys.values()), keys
+    o3_linear = EquivariantLinear("2x0e+1x1o", "1x0e+2x1o", "o3")
+    assert o3_linear.weight.numel() == 2 * 1 + 1 * 2  # e3nn's o3.Linear: one weight per (in, out) copy of equal irreps

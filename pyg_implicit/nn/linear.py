@@ -9,7 +9,7 @@ from e3nn import o3
 from torch import nn
 
 from ..groups import Group, get_group
-from ..irreps import Field, IrrepsLike, as_irreps, check_features, e3nn_irreps, fields
+from ..irreps import Field, IrrepsLike, as_irreps, check_features, fields
 
 
 def register_invariant_bias(module: nn.Module, irreps: o3.Irreps, group: Group) -> Tuple[Field, ...]:
@@ -48,8 +48,9 @@ class EquivariantLinear(nn.Module):
     For every pair of input and output irreps the admissible maps are spanned by
     ``group.linear_basis(ir_in, ir_out)``; :math:`W` is a learned combination of them, assembled
     once per forward pass. The bias lives in the :math:`G`-invariant subspace of each output irrep
-    (only ``0e`` for :math:`O(3)`; e.g. the :math:`z` component of ``1o`` for :math:`SO(2)`). For
-    groups containing :math:`SO(3)` this is ``e3nn.o3.Linear``.
+    (only ``0e`` for :math:`O(3)`; e.g. the :math:`z` component of ``1o`` for :math:`SO(2)`). One
+    parameterisation for every group (for :math:`O(3)` it spans what ``e3nn.o3.Linear`` spans):
+    the state dict holds ``weight`` (path coefficients) and ``bias`` (invariant coefficients) whatever the group.
 
     Initialisation: weights :math:`\mathcal{N}(0, 1)`, basis scaled so that every output component
     has unit variance for unit-variance inputs (e3nn's ``component`` normalisation), bias zero.
@@ -71,17 +72,6 @@ class EquivariantLinear(nn.Module):
         self.irreps_out = as_irreps(irreps_out, "irreps_out")
         self.group = get_group(group)
         self._dim_in, self._dim_out = self.irreps_in.dim, self.irreps_out.dim
-        if self.group.contains_so3:
-            irreps_in, irreps_out = e3nn_irreps(self.irreps_in, self.group), e3nn_irreps(self.irreps_out, self.group)
-            # e3nn 0.6 cannot build the bias of a scalar output that no input reaches; those outputs
-            # get their constant from ``self.constant`` instead.
-            reached = [any(ir_in == ir for _, ir_in in irreps_in) for _, ir in irreps_out]
-            self.e3nn = o3.Linear(irreps_in, irreps_out, biases=[bias and r and ir.is_scalar() for r, (_, ir) in zip(reached, irreps_out)])
-            unreached = [i for (mul, ir), r, sl in zip(irreps_out, reached, irreps_out.slices()) if bias and not r and ir.is_scalar() for i in range(sl.start, sl.stop)]
-            self.register_buffer("_constant_index", torch.tensor(unreached, dtype=torch.long), persistent=False)
-            self.constant = nn.Parameter(torch.zeros(len(unreached))) if unreached else None
-            return
-        self.e3nn = None
         dtype = torch.get_default_dtype()
         in_slices, out_slices = self.irreps_in.slices(), self.irreps_out.slices()
         # One path per (input block, output block) with a non-empty basis.
@@ -104,14 +94,6 @@ class EquivariantLinear(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.e3nn is not None:
-            with torch.no_grad():
-                self.e3nn.weight.normal_()
-                if self.e3nn.bias.numel():
-                    self.e3nn.bias.zero_()
-                if self.constant is not None:
-                    self.constant.zero_()
-            return
         nn.init.normal_(self.weight)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
@@ -121,10 +103,10 @@ class EquivariantLinear(nn.Module):
         """Multiply the weights (not the bias) by ``factor``: with a zero bias the output scales too.
 
         Through ``.data``: a forward pass that already used the weights can still be differentiated."""
-        (self.e3nn.weight if self.e3nn is not None else self.weight).data.mul_(factor)
+        self.weight.data.mul_(factor)
 
     def matrix(self) -> torch.Tensor:
-        """The assembled weight :math:`W^T` as a ``[dim_in, dim_out]`` matrix (generic path)."""
+        """The assembled weight :math:`W^T` as a ``[dim_in, dim_out]`` matrix."""
         W = self.weight.new_zeros(self._dim_in, self._dim_out)
         offset = 0
         for p, ((s_in, s_out), shape) in enumerate(zip(self._slices, self.weight_shapes)):
@@ -135,16 +117,11 @@ class EquivariantLinear(nn.Module):
         return W
 
     def bias_vector(self) -> torch.Tensor:
-        """The assembled invariant bias ``[dim_out]`` (generic path)."""
+        """The assembled invariant bias ``[dim_out]``."""
         return invariant_bias_vector(self, self._bias_fields, self._dim_out).to(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self._dim_in, "x", self.irreps_in)
-        if self.e3nn is not None:
-            out = self.e3nn(x)
-            if self.constant is not None:
-                out = out.index_add(-1, self._constant_index, self.constant.expand(*out.shape[:-1], -1))
-            return out
         return x @ self.matrix() + self.bias_vector()
 
     def __repr__(self) -> str:
