@@ -105,7 +105,8 @@ def test_block_is_equivariant_inside_and_not_outside(float64, group):
 @pytest.mark.slow
 @pytest.mark.parametrize("group", ["o3", "so2", "c4"])
 def test_deep_network_keeps_its_scale_at_initialisation(group):
-    """An 8-block SteerableCNN maps unit-variance input to output of second moment in [0.5, 2].
+    """An 8-block SteerableCNN maps unit-variance input to features of second moment in [0.5, 2]
+    where they reach the head; the head's last layer starts at zero, so the output is 0.
 
     The first training batch sets the data-dependent scales (LSUV); the moment is measured on
     another batch and graph, in training and in evaluation mode."""
@@ -113,14 +114,18 @@ def test_deep_network_keeps_its_scale_at_initialisation(group):
     for seed in range(3):
         torch.manual_seed(seed)
         model = SteerableCNN(irreps, irreps, irreps, group, num_layers=8, kernel_hidden_irreps=irreps)
+        features = {}
+        model.head.register_forward_hook(lambda module, args, out: features.__setitem__("h", args[0]))
         pos = torch.randn(400, 3)
         with torch.no_grad():
             model(torch.randn(400, model.irreps_in.dim), pos, knn_graph(pos, 8))  # initialisation batch
             pos = torch.randn(400, 3)  # another sample of the same distribution
             x = torch.randn(400, model.irreps_in.dim)
             for mode in (model.train(), model.eval()):
-                ratio = mode(x, pos, knn_graph(pos, 8)).pow(2).mean() / x.pow(2).mean()
+                out = mode(x, pos, knn_graph(pos, 8))
+                ratio = features["h"].pow(2).mean() / x.pow(2).mean()
                 assert 0.5 <= ratio <= 2.0, (group, seed, float(ratio))
+                assert out.abs().max() == 0
 
 
 def fit_vertical_function(gate_group: str, seed: int, steps: int = 400) -> float:

@@ -21,6 +21,7 @@ from pyg_implicit.models import (
 )
 from pyg_implicit.models.nbody import NBodyPredictor
 from pyg_implicit.transforms import KNNHierarchy
+from conftest import random_head
 
 
 def graph(n=12, seed=0):
@@ -50,9 +51,9 @@ NODES = torch.randn(12, 7, generator=torch.Generator().manual_seed(1))
 C6 = Group("my_c6", discrete_generators=[rotation_z(torch.pi / 3)])  # a group that is not in the catalogue
 
 CASES = {
-    "steerable_cnn": (lambda: SteerableCNN("2x0e+1x1o", "4x0e+2x1o", "1x1o", C6, num_layers=2, lmax=1),
+    "steerable_cnn": (lambda: random_head(SteerableCNN("2x0e+1x1o", "4x0e+2x1o", "1x1o", C6, num_layers=2, lmax=1)),
                       lambda m: m(NODES[:, :5], *graph())),
-    "nbody_predictor": (lambda: NBodyPredictor(SteerableCNN("1x1o+1x1o+1x0e", "4x0e+2x1o", "1x1o", "so2", num_layers=1, lmax=1)),
+    "nbody_predictor": (lambda: random_head(NBodyPredictor(SteerableCNN("1x1o+1x1o+1x0e", "4x0e+2x1o", "1x1o", "so2", num_layers=1, lmax=1))),
                         lambda m: m(Data(x=NODES, pos=graph()[0], edge_index=graph()[1], edge_attr=None))),
     "qm9": (lambda: QM9Net("4x0e+2x1o", num_layers=2, group="o3", readout=8), lambda m: m(molecule_batch())),
     "pointcloud": (lambda: PointCloudClassifier("4x0e+2x1o", num_classes=5, group="cone", num_layers=2, readout=8),

@@ -9,6 +9,7 @@ from pyg_implicit.graph import knn_graph
 from pyg_implicit.groups import get_group, irreps_D
 from pyg_implicit.nn import ImplicitConv, StandardConv
 from pyg_implicit.testing import assert_equivariant, equivariance_error
+from conftest import random_head
 
 GROUPS = [
     "o3", "so3", "so2", "o2", "cone", "cyl", "fullcyl", "inv", "mirror", "trivial",
@@ -318,7 +319,7 @@ def test_compiles_whole_and_accepts_int32_indices(cls):
 def test_steerable_cnn_compiles_whole_in_training_and_evaluation():
     from pyg_implicit.models import SteerableCNN
 
-    model = SteerableCNN("2x0e+1x1o", "4x0e+2x1o", "1x1o", "so2", num_layers=2, lmax=1, edge_attr_irreps="2x0e")
+    model = random_head(SteerableCNN("2x0e+1x1o", "4x0e+2x1o", "1x1o", "so2", num_layers=2, lmax=1, edge_attr_irreps="2x0e"))
     x, pos, edge_index = torch.randn(20, 5), torch.randn(20, 3), None
     edge_index = knn_graph(pos, 4)
     edge_attr = torch.randn(edge_index.shape[1], 2)

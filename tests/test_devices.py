@@ -8,6 +8,7 @@ from pyg_implicit.models import SteerableCNN
 from pyg_implicit.nn.dense_conv import transform_field_image
 from pyg_implicit.nn.equivariance_loss import irreps_action
 from pyg_implicit.testing import assert_equivariant
+from conftest import random_head
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -24,7 +25,7 @@ def test_representation_matrices_follow_the_device_of_the_elements():
 @pytest.mark.parametrize("group", ["o3", "so2", "c4"])
 def test_model_on_cuda_matches_the_cpu_and_is_equivariant_there(float64, group):
     torch.manual_seed(0)
-    model = SteerableCNN("2x0e+1x1o", "4x0e+2x1o", "1x1o", group, num_layers=2, lmax=1)
+    model = random_head(SteerableCNN("2x0e+1x1o", "4x0e+2x1o", "1x1o", group, num_layers=2, lmax=1))
     pos = torch.randn(30, 3)
     edge_index = knn_graph(pos, 5)
     x = torch.randn(30, 5)

@@ -19,6 +19,7 @@ from pyg_implicit.groups import get_group, rotation_z
 from pyg_implicit.models import MPNN, SEGNN, SteerableCNN, match_budget
 from pyg_implicit.testing import assert_equivariant, equivariance_error
 from pyg_implicit.training import count_parameters
+from conftest import random_head
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
 from train_nbody import nbody_model  # noqa: E402
@@ -96,7 +97,7 @@ NODE = "1x1o+1x1o+1x0e"
 
 @pytest.mark.parametrize("group,kernel", [("so2", "implicit"), ("cone", "implicit"), ("o3", "implicit"), ("so2", "standard")])
 def test_steerable_cnn_is_equivariant_exactly_to_its_group(float64, tmp_path, group, kernel):
-    model = SteerableCNN(NODE, "4x0e+4x1o", "1x1o", group, num_layers=2, kernel=kernel, edge_attr_irreps="1x0e", lmax=1)
+    model = random_head(SteerableCNN(NODE, "4x0e+4x1o", "1x1o", group, num_layers=2, kernel=kernel, edge_attr_irreps="1x0e", lmax=1))
     b = nbody_batch(tmp_path)
     args = (b.x, b.pos, b.edge_index, b.edge_attr)
     actions = (NODE, "cartesian_points", None, None)

@@ -66,7 +66,8 @@ class QM9Net(nn.Module):
         self.cnn = SteerableCNN(
             f"{num_atom_types}x0e", hidden_irreps, f"{readout}x0e", group, num_layers=num_layers, kernel=kernel,
             edge_attr_irreps=f"{num_bond_types}x0e" if bond_attr else None,
-            node_attr_irreps=f"{num_atom_types}x0e" if atom_attr else None, head_layers=2, aggr="add", **cnn_kwargs,
+            node_attr_irreps=f"{num_atom_types}x0e" if atom_attr else None, head_layers=2, aggr="add",
+            zero_output=False, **cnn_kwargs,  # its output is the readout's input, not the prediction
         )  # fmt: skip
         self.mlp = nn.Sequential(nn.Linear(readout, readout), nn.SiLU(), nn.Linear(readout, out_features))
 
