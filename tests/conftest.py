@@ -17,11 +17,15 @@ def _seed():
 
 
 def random_head(model):
-    """``model`` with every SteerableCNN head's last layer drawn at random instead of zero: tests of
-    equivariance, devices and checkpoints then compare non-trivial outputs."""
-    from pyg_implicit.models import SteerableCNN
+    """``model`` with every output layer that starts at zero (``zero_output``) drawn at random:
+    tests of equivariance, devices and checkpoints then compare non-trivial outputs."""
+    from pyg_implicit.models import MPNN, SEGNN, SteerableCNN
 
     for module in model.modules():
         if isinstance(module, SteerableCNN):
             module.head.layers[-1].reset_parameters()
+        elif isinstance(module, SEGNN):
+            module.head_2.tensor_product.reset_parameters()
+        elif isinstance(module, MPNN):
+            module.head[-1].reset_parameters()
     return model

@@ -112,15 +112,15 @@ def test_steerable_cnn_is_equivariant_exactly_to_its_group(float64, tmp_path, gr
 def test_segnn_is_o3_equivariant_and_mpnn_is_not(float64, tmp_path):
     b = nbody_batch(tmp_path)
     args, actions = (b.x, b.pos, b.edge_index, b.edge_attr), (NODE, "cartesian_points", None, None)
-    segnn = SEGNN(NODE, "4x0e+4x1o", "1x1o", num_layers=2, edge_attr_irreps="1x0e")
+    segnn = random_head(SEGNN(NODE, "4x0e+4x1o", "1x1o", num_layers=2, edge_attr_irreps="1x0e"))
     assert_equivariant(segnn, "o3", args, actions, "1x1o", translate=False, tolerance=1e-9)
-    mpnn = MPNN(7, 16, 3, num_layers=2, edge_dim=1)
+    mpnn = random_head(MPNN(7, 16, 3, num_layers=2, edge_dim=1))
     assert equivariance_error(mpnn, get_group("so2").sample(3), args, actions, "1x1o", translate=False).min() > 1e-4
 
 
 @pytest.mark.parametrize("name,group", [("ik", "so2"), ("ik", "cone"), ("standard", "so2"), ("segnn", "o3")])
 def test_nbody_predictor_is_equivariant(float64, tmp_path, name, group):
-    model = nbody_model(name, 4, group)
+    model = random_head(nbody_model(name, 4, group))
     b = nbody_batch(tmp_path)
     pred = model(b)
     assert pred.shape == (20, 3)

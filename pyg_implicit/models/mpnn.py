@@ -42,14 +42,19 @@ class MPNN(nn.Module):
         out_dim (int): Node output width.
         num_layers (int): Message-passing layers. (default: :obj:`4`)
         edge_dim (int): Edge feature width. (default: :obj:`0`)
+        zero_output (bool): Start the last layer at zero, as :class:`SteerableCNN` does, so that
+            every model of a comparison starts from the output 0. (default: :obj:`True`)
     """
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int = 4, edge_dim: int = 0) -> None:
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int = 4, edge_dim: int = 0, zero_output: bool = True) -> None:
         super().__init__()
         self.edge_dim = edge_dim
         self.embedding = nn.Linear(in_dim, hidden)
         self.layers = nn.ModuleList(MPNNLayer(hidden, edge_dim) for _ in range(num_layers))
         self.head = _mlp(hidden, hidden, out_dim)
+        if zero_output:
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, x: Tensor, pos: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None) -> Tensor:
         edge_feat = edge_attr if edge_attr is not None else x.new_zeros(edge_index.shape[1], 0)

@@ -76,6 +76,8 @@ class SEGNN(nn.Module):
         input_norm (bool): Standardise the input as :class:`SteerableCNN` does (O(3) batch
             statistics, cumulative, used in training too), so that every model of a comparison
             sees inputs of the same scale. (default: :obj:`True`)
+        zero_output (bool): Start the last layer at zero, as :class:`SteerableCNN` does, so that
+            every model of a comparison starts from the output 0. (default: :obj:`True`)
 
     Shapes:
         - **input:** :math:`x: (N, d_{in})`, :math:`\mathrm{pos}: (N, 3)`, edge index :math:`(2, E)`
@@ -91,6 +93,7 @@ class SEGNN(nn.Module):
         lmax_attr: int = 1,
         edge_attr_irreps: Optional[IrrepsLike] = None,
         input_norm: bool = True,
+        zero_output: bool = True,
     ) -> None:
         super().__init__()
         self.irreps_in = as_irreps(irreps_in, "irreps_in")
@@ -105,6 +108,8 @@ class SEGNN(nn.Module):
         self.layers = nn.ModuleList(SEGNNLayer(self.irreps_hidden, irreps_attr, self.irreps_edge) for _ in range(num_layers))
         self.head_1 = _SteerableLinear(self.irreps_hidden, irreps_attr, self.irreps_hidden, gate=True)
         self.head_2 = _SteerableLinear(self.irreps_hidden, irreps_attr, self.irreps_out, gate=False)
+        if zero_output:
+            self.head_2.tensor_product.scale_weights_(0.0)
 
     def forward(self, x: Tensor, pos: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None) -> Tensor:
         j, i = edge_index
