@@ -1,7 +1,8 @@
 """The subgroup sweep of paper Fig. 3 on ModelNet-40: one classifier built for many subgroups of
 O(3), implicit against standard kernels, every model at one parameter budget.
 
-    python examples/modelnet_sweep.py                      # CPU preset on the shared 156-shape subset
+    python examples/modelnet_sweep.py                      # CPU preset, on the data train_modelnet.py picks (the whole
+                                                           # ModelNet-40 when shared; --source resampled: the 156-shape subset)
     python examples/modelnet_sweep.py --preset paper       # 1024 points, 200 epochs (GPU, full data in <data-root>/raw)
 
 Each run is examples/train_modelnet.py (its metrics.json is reused when present, an interrupted

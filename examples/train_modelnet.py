@@ -1,14 +1,17 @@
 """Train a steerable point-cloud classifier on ModelNet-40 (paper sec. 5.3) and write its test accuracy to JSON.
 
-    python examples/train_modelnet.py --group so2 --kernel implicit          # the shared 156-shape subset by default
+    python examples/train_modelnet.py --group so2 --kernel implicit          # the whole ModelNet-40 (xyz only) when shared
+    python examples/train_modelnet.py --source resampled --input normal      # the 156-shape subset with its normals
     python examples/train_modelnet.py --group oh --kernel standard --budget 50000
     python examples/train_modelnet.py --data-root /data/modelnet --points 1024 --epochs 200   # full download in <root>/raw
     torchrun --nproc_per_node 2 examples/train_modelnet.py ...                                # data parallel
 
-Inputs are the normals (a vector field) at `--points` points; training shapes are rotated by a
-random element of `--augment` (default: rotations about z); the test set is rotated by
-`--test-rotation` (default: none). A tenth of the training shapes (seeded) is held out for
-checkpoint selection. Label-smoothed cross-entropy, AdamW.
+Inputs at `--points` points (`--input`): the normals (a vector field) where the data has them,
+else the sign-free axes of normals estimated from the `--k` nearest points (a 2e field), or none
+(a constant scalar). Training shapes are rotated by a random element of `--augment` (default:
+rotations about z); the test set is rotated by `--test-rotation` (default: none). A fifth of the
+training shapes (seeded, `--val-fraction`) is held out for checkpoint selection. Label-smoothed
+cross-entropy, AdamW.
 """
 import argparse
 import json
@@ -23,7 +26,7 @@ from torch_geometric.transforms import Compose, FixedPoints
 from pyg_implicit.datasets import ModelNetPoints
 from pyg_implicit.models import PointCloudClassifier, match_budget
 from pyg_implicit.training import add_training_arguments, config_from_args, count_parameters, distributed, fit, rank_zero_first, seed_everything
-from pyg_implicit.transforms import KNNHierarchy, NormalizeUnitBall, RandomRotation
+from pyg_implicit.transforms import EstimateNormalAxes, KNNHierarchy, NormalizeUnitBall, RandomRotation
 
 
 def hidden_irreps(width: int) -> str:
@@ -34,7 +37,7 @@ def hidden_irreps(width: int) -> str:
 def build_model(width: int, readout: int, args, num_classes: int = 40) -> PointCloudClassifier:
     kwargs = dict(max_radius=2.0) if args.kernel == "standard" else dict(kernel_hidden_irreps=args.kernel_hidden)
     return PointCloudClassifier(hidden_irreps(width), num_classes, args.group, num_layers=len(args.levels), kernel=args.kernel,
-                                readout=readout, activation=args.activation, **kwargs)  # fmt: skip
+                                readout=readout, activation=args.activation, input=args.input, **kwargs)  # fmt: skip
 
 
 def budget_model(args, budget: int):
@@ -60,8 +63,10 @@ def parse_args(argv=None):
     parser.add_argument("--test-rotation", default="trivial", help="group of the test rotations")
     add_training_arguments(parser, epochs=200, batch_size=32, lr=1e-3, weight_decay=1e-4, lr_step=25)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--source", default="auto", choices=["auto", "resampled", "mesh", "npz"])
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--source", default="auto", choices=["auto", "full", "resampled", "mesh", "npz"])
+    parser.add_argument("--input", default="auto", choices=["auto", "normal", "normal_axis", "none"],
+                        help="point features; auto: the normals where the data has them, else estimated normal axes")
     parser.add_argument("--max-points", type=int, default=2048, help="points stored per shape")
     parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_MODELNET_ROOT", "data_cache/modelnet"))
     parser.add_argument("--out-dir", help="default: runs/modelnet/<kernel>-<group>_s<seed>")
@@ -83,13 +88,17 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     out_dir = args.out_dir or os.path.join("runs", "modelnet", f"{args.kernel}-{args.group}_s{args.seed}")
     sample = [NormalizeUnitBall(), FixedPoints(args.points, replace=False, allow_duplicates=True)]
-    hierarchy = KNNHierarchy(args.levels, args.k)
-    train_transform = Compose([*sample, RandomRotation(args.augment), hierarchy])
-    test_transform = Compose([*sample, RandomRotation(args.test_rotation), hierarchy])
     with distributed() as (rank, _):
         with rank_zero_first():  # rank 0 reads and caches the shapes, the others then load them
-            train_all = ModelNetPoints(args.data_root, "train", args.source, max_points=args.max_points, transform=train_transform)
-            test_set = ModelNetPoints(args.data_root, "test", args.source, max_points=args.max_points, transform=test_transform)
+            train_all = ModelNetPoints(args.data_root, "train", args.source, max_points=args.max_points)
+            test_set = ModelNetPoints(args.data_root, "test", args.source, max_points=args.max_points)
+        if args.input == "auto":
+            args.input = "normal" if getattr(train_all[0], "normal", None) is not None else "normal_axis"
+        features = [EstimateNormalAxes(args.k)] if args.input == "normal_axis" else []  # after the rotation: a 2e field
+        hierarchy = KNNHierarchy(args.levels, args.k)
+        train_transform = Compose([*sample, RandomRotation(args.augment), *features, hierarchy])
+        test_transform = Compose([*sample, RandomRotation(args.test_rotation), *features, hierarchy])
+        train_all.transform, test_set.transform = train_transform, test_transform
         perm = torch.from_numpy(np.random.default_rng(args.seed).permutation(len(train_all)))
         n_val = max(1, round(args.val_fraction * len(train_all)))
         train_set, val_set = train_all.index_select(perm[n_val:]), train_all.index_select(perm[:n_val])
@@ -103,7 +112,7 @@ def main(argv=None) -> dict:
         def loss_fn(model, batch):
             return F.cross_entropy(model(batch), batch.y, label_smoothing=args.label_smoothing), batch.num_graphs
 
-        extra = {"task": "modelnet", "group": args.group, "kernel": args.kernel, "width": width, "readout": readout,
+        extra = {"task": "modelnet", "group": args.group, "kernel": args.kernel, "input": args.input, "width": width, "readout": readout,
                  "sizes": [len(train_set), len(val_set), len(test_set)], "augment": args.augment,
                  "test_rotation": args.test_rotation, "points": args.points, "levels": args.levels, "k": args.k,
                  "data": train_all.report}  # fmt: skip

@@ -15,7 +15,7 @@ from pyg_implicit.datasets.paths import shared_data_dir
 from pyg_implicit.groups import get_group
 from pyg_implicit.models import PointCloudClassifier
 from pyg_implicit.testing import assert_equivariant, equivariance_error
-from pyg_implicit.transforms import KNNHierarchy, NormalizeUnitBall, RandomRotation
+from pyg_implicit.transforms import EstimateNormalAxes, KNNHierarchy, NormalizeUnitBall, RandomRotation
 
 MODELNET_DIR = os.path.join(shared_data_dir(), "modelnet40")
 pytestmark = pytest.mark.skipif(not os.path.isdir(MODELNET_DIR), reason=f"shared ModelNet data not found at {MODELNET_DIR}")
@@ -28,11 +28,11 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def train(root):
-    return ModelNetPoints(root, "train", max_points=512)
+    return ModelNetPoints(root, "train", source="resampled", max_points=512)
 
 
 def test_subset_reads_with_the_official_split_and_drops_degenerate_normals(root, train):
-    test = ModelNetPoints(root, "test", max_points=512)
+    test = ModelNetPoints(root, "test", source="resampled", max_points=512)
     assert (len(train), len(test), train.source) == (127, 29, "resampled")
     assert len(train.classes) == 40 and train.classes[0] == "airplane" and train.classes[-1] == "xbox"
     with np.load(os.path.join(MODELNET_DIR, "modelnet40_subset156_first1024pts.npz")) as f:
@@ -182,3 +182,72 @@ def test_train_modelnet_runs_two_steps(tmp_path, root, train):
     assert len(metrics["history"]) == 2 and 0 <= metrics["test_accuracy"] <= 1
     with open(tmp_path / "run" / "metrics.json") as f:
         assert json.load(f)["config"]["extra"]["group"] == "c4"
+
+
+FULL = os.path.join(MODELNET_DIR, "modelnet40_full_1024pts_xyz.npz")
+
+
+@pytest.mark.skipif(not os.path.exists(FULL), reason="the whole-ModelNet archive is not shared here")
+def test_whole_modelnet_loads_with_the_official_split_and_class_counts(tmp_path):
+    from pyg_implicit.datasets.modelnet import FULL_SIZES, TRAIN_COUNTS
+
+    train, test = ModelNetPoints(str(tmp_path), "train"), ModelNetPoints(str(tmp_path), "test")  # the default source when shared
+    assert (train.source, len(train), len(test)) == ("full", FULL_SIZES["train"], FULL_SIZES["test"]) == ("full", 9843, 2468)
+    assert train.classes == sorted(TRAIN_COUNTS) and len(train.classes) == 40
+    counts = torch.bincount(train.y, minlength=40).tolist()
+    assert counts == [TRAIN_COUNTS[name] for name in train.classes]
+    assert sorted(torch.unique(test.y).tolist()) == list(range(40))
+    data = train[0]
+    assert data.pos.shape == (1024, 3) and "normal" not in data and data.shape_id.startswith(train.classes[int(data.y)])
+
+
+def test_estimated_normal_axes_are_sign_free_and_equivariant(float64):
+    from e3nn import o3
+
+    from pyg_implicit.groups import irreps_D
+
+    points = torch.randn(400, 3)
+    points = points / points.norm(dim=1, keepdim=True)  # a sphere: the normals are radial
+    data = EstimateNormalAxes(12)(Data(pos=points))
+    assert data.normal_axis.shape == (400, 5)
+    radial = o3.spherical_harmonics(2, points, normalize=True, normalization="component")
+    assert (data.normal_axis - radial).abs().max(dim=1).values.median() < 0.2  # PCA on a curved cap: a few degrees off
+    for R in get_group("o3").sample(3, torch.Generator().manual_seed(0)):
+        moved = EstimateNormalAxes(12)(Data(pos=points @ R.T))
+        torch.testing.assert_close(moved.normal_axis, data.normal_axis @ irreps_D("1x2e", R).T, rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="k: expected an int >= 3"):
+        EstimateNormalAxes(2)
+
+
+class _LogitsOf(torch.nn.Module):
+    """The classifier called on positions and one point feature of a fixed hierarchy."""
+
+    def __init__(self, model, template, key):
+        super().__init__()
+        self.model, self.template, self.key = model, template, key
+
+    def forward(self, pos, *feature):
+        batch = self.template.clone()
+        batch.pos = pos
+        if feature:
+            batch[self.key] = feature[0]
+        return self.model(batch)
+
+
+@pytest.mark.parametrize("group", ["o3", "so2"])
+def test_classifier_without_normals_is_invariant(train, float64, group):
+    """xyz-only clouds: the estimated normal axes (2e) or no feature at all; invariant inside the group, not outside."""
+    batch = _batch(train, torch.float64)
+    batch.normal_axis = torch.cat([EstimateNormalAxes(8)(Data(pos=batch.pos[batch.batch == b])).normal_axis for b in range(3)])
+    for input, key, actions in (("normal_axis", "normal_axis", ["cartesian_points", "1x2e"]), ("none", None, ["cartesian_points"])):
+        model = PointCloudClassifier("4x0e+2x1o+2x2e", 40, group, num_layers=3, readout=16, input=input).eval()
+        module = _LogitsOf(model, batch, key)
+        args = (batch.pos, batch.normal_axis) if key else (batch.pos,)
+        assert_equivariant(module, group, args, actions, "40x0e", tolerance=1e-10)
+        if group != "o3":
+            outside = get_group("o3").sample(4, torch.Generator().manual_seed(2))
+            assert equivariance_error(module, outside, args, actions, "40x0e").max() > 1e-6
+    with pytest.raises(ValueError, match="input: expected one of"):
+        PointCloudClassifier("4x0e", 40, input="colour")
+    with pytest.raises(ValueError, match="the classifier reads 'normal_axis'"):
+        PointCloudClassifier("4x0e+2x1o", 40, "so2", num_layers=3, readout=8, input="normal_axis")(_batch(train, torch.float32))

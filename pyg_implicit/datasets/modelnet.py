@@ -1,7 +1,11 @@
-r"""ModelNet-40 point clouds with surface normals (Wu et al., 2015), for classification.
+r"""ModelNet-40 point clouds (Wu et al., 2015), with or without surface normals, for classification.
 
 :class:`ModelNetPoints` reads, in this order of preference:
 
+0. the whole ModelNet-40 as one NumPy archive of positions only
+   (``modelnet40_full_1024pts_xyz.npz``: 9,843 train / 2,468 test shapes of 1,024 points, unit
+   sphere, z up; ``train_points``, ``train_labels``, ``train_names``, the same for ``test_``, and
+   ``classes``), the default when it is present and ``root/raw`` holds none of the others;
 1. the widely used ``modelnet40_normal_resampled`` folder (PointNet++): one text file of lines
    ``x,y,z,nx,ny,nz`` per shape, ``modelnet40_shape_names.txt`` and the official
    ``modelnet40_train.txt`` / ``modelnet40_test.txt`` lists or, for shapes they do not name, the
@@ -11,8 +15,8 @@ r"""ModelNet-40 point clouds with surface normals (Wu et al., 2015), for classif
    and normals are sampled uniformly over the surface (area-weighted faces);
 3. the NumPy archive of the shared subset (``modelnet40_subset156_first1024pts.npz``).
 
-The offline default is the shared subset's archive of source 1 (156 shapes, 39 classes, 10,000
-points each). Points whose normal is not a unit vector (the original data has 77 normals equal to
+Without the full archive the offline default is the shared subset's archive of source 1 (156
+shapes, 39 classes, 10,000 points each). Points whose normal is not a unit vector (the original data has 77 normals equal to
 (1, 1, 1)) are removed on reading and counted in :attr:`ModelNetPoints.report`.
 """
 from __future__ import annotations
@@ -31,7 +35,7 @@ from torch_geometric.data import Data
 from .cache import CachedDataset
 from .paths import file_fingerprint, shared_data_dir
 
-__all__ = ["ModelNetPoints", "read_resampled", "read_meshes", "read_npz"]
+__all__ = ["ModelNetPoints", "read_full_npz", "read_resampled", "read_meshes", "read_npz"]
 
 RESAMPLED = "modelnet40_normal_resampled"
 TRAIN_COUNTS = dict(  # official training shapes per class (9,843 in all; the other 2,468 are the test set)
@@ -41,7 +45,12 @@ TRAIN_COUNTS = dict(  # official training shapes per class (9,843 in all; the ot
     plant=240, radio=104, range_hood=115, sink=128, sofa=680, stairs=124, stool=90, table=392, tent=163,
     toilet=344, tv_stand=267, vase=475, wardrobe=87, xbox=103,
 )  # fmt: skip
-Shape = Tuple[str, int, np.ndarray, np.ndarray]  # shape id, label, points [P, 3], normals [P, 3]
+Shape = Tuple[str, int, np.ndarray, Optional[np.ndarray]]  # shape id, label, points [P, 3], normals [P, 3] or None
+FULL_SIZES = {"train": 9843, "test": 2468}
+
+
+def default_full_npz() -> str:
+    return osp.join(shared_data_dir(), "modelnet40", "modelnet40_full_1024pts_xyz.npz")
 
 
 def default_archive() -> str:
@@ -107,6 +116,22 @@ def read_meshes(folder: str, split: str, num_points: int, seed: int = 0) -> Iter
             yield osp.splitext(osp.basename(path))[0], label, data.pos.numpy(), data.normal.numpy()
 
 
+def read_full_npz(path: str, split: str) -> Tuple[List[Shape], List[str]]:
+    """Shapes (positions only: normals ``None``) of the whole-ModelNet archive in ``split``, and the class names."""
+    if not osp.exists(path):
+        raise FileNotFoundError(f"ModelNet archive not found: {path}")
+    keys = (f"{split}_points", f"{split}_labels", f"{split}_names", "classes")
+    try:
+        with np.load(path) as f:
+            points, labels, names, classes = (f[k] for k in keys)
+    except Exception as error:
+        raise ValueError(f"ModelNet archive {path} is unreadable or lacks {', '.join(keys)}: {error}") from error
+    if points.ndim != 3 or points.shape[2] != 3 or not len(points) == len(labels) == len(names):
+        raise ValueError(f"ModelNet archive {path}: expected {split}_points (S, P, 3) with one label and name per shape, "
+                         f"got {points.shape}, {labels.shape}, {names.shape}")  # fmt: skip
+    return [(str(n), int(y), p, None) for n, y, p in zip(names, labels, points)], [str(c) for c in classes]
+
+
 def read_npz(path: str, split: str) -> Tuple[List[Shape], List[str]]:
     """Shapes of the shared subset archive (``points``, ``normals``, ``label``, ``shape_id``, ``split``) and its class names."""
     if not osp.exists(path):
@@ -122,16 +147,20 @@ def read_npz(path: str, split: str) -> Tuple[List[Shape], List[str]]:
 
 
 class ModelNetPoints(CachedDataset):
-    r"""ModelNet-40 shapes as point clouds with unit normals (see the module docstring for sources).
+    r"""ModelNet-40 shapes as point clouds (see the module docstring for sources).
 
-    Each :class:`~torch_geometric.data.Data` holds ``pos`` :math:`(P, 3)`, ``normal`` :math:`(P, 3)`,
-    ``y`` (class index into :attr:`classes`) and ``shape_id``. Use
-    :mod:`pyg_implicit.transforms` to normalise, sample, rotate and build the kNN hierarchy.
+    Each :class:`~torch_geometric.data.Data` holds ``pos`` :math:`(P, 3)`, ``y`` (class index into
+    :attr:`classes`), ``shape_id`` and, for the sources that have them, unit ``normal`` s
+    :math:`(P, 3)` (the whole-ModelNet archive has none: estimate them with
+    :class:`~pyg_implicit.transforms.EstimateNormalAxes`). Use :mod:`pyg_implicit.transforms` to
+    normalise, sample, rotate and build the kNN hierarchy.
 
     Args:
         root (str): Directory with ``raw/`` (the data) and ``processed/`` (the cache).
         split (str): ``"train"`` or ``"test"`` (the official split).
-        source (str): ``"auto"``, ``"resampled"``, ``"mesh"`` or ``"npz"``.
+        source (str): ``"auto"``, ``"full"``, ``"resampled"``, ``"mesh"`` or ``"npz"``.
+        full_path (str, optional): The whole-ModelNet archive for ``source="full"`` (default: the
+            shared one).
         archive (str, optional): A tar of ``modelnet40_normal_resampled`` unpacked into ``root/raw``
             when that folder is missing (default: the shared subset).
         npz_path (str, optional): The archive for ``source="npz"`` (default: the shared subset).
@@ -151,6 +180,7 @@ class ModelNetPoints(CachedDataset):
         source: str = "auto",
         archive: Optional[str] = None,
         npz_path: Optional[str] = None,
+        full_path: Optional[str] = None,
         max_points: int = 2048,
         transform: Optional[Callable] = None,
         pre_transform: Optional[Callable] = None,
@@ -158,19 +188,23 @@ class ModelNetPoints(CachedDataset):
     ) -> None:
         if split not in ("train", "test"):
             raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
-        if source not in ("auto", "resampled", "mesh", "npz"):
-            raise ValueError(f"source: expected 'auto', 'resampled', 'mesh' or 'npz', got {source!r}")
+        if source not in ("auto", "full", "resampled", "mesh", "npz"):
+            raise ValueError(f"source: expected 'auto', 'full', 'resampled', 'mesh' or 'npz', got {source!r}")
         if not (isinstance(max_points, int) and max_points > 0):
             raise ValueError(f"max_points: expected a positive int, got {max_points!r}")
         self.split, self.max_points = split, max_points
-        for name, path in (("archive", archive), ("npz_path", npz_path)):
+        for name, path in (("archive", archive), ("npz_path", npz_path), ("full_path", full_path)):
             if path is not None and not osp.exists(path):  # asked for: never fall back to another file
                 raise FileNotFoundError(f"{name}: {path} does not exist")
         self.archive, self.npz_path = archive or default_archive(), npz_path or default_npz()
+        self.full_path = full_path or default_full_npz()
         if source == "auto":
             raw = osp.join(root, "raw")
             source = ("mesh" if osp.isdir(osp.join(raw, "ModelNet40")) and not osp.isdir(osp.join(raw, RESAMPLED))
-                      else "resampled" if osp.isdir(osp.join(raw, RESAMPLED)) or osp.exists(self.archive) else "npz")  # fmt: skip
+                      else "resampled" if osp.isdir(osp.join(raw, RESAMPLED)) or archive is not None
+                      else "npz" if npz_path is not None
+                      else "full" if osp.exists(self.full_path)
+                      else "resampled" if osp.exists(self.archive) else "npz")  # fmt: skip
         self.source = source
         super().__init__(root, transform, pre_transform, force_reload=force_reload)
         self.load(self.processed_paths[0])
@@ -185,7 +219,7 @@ class ModelNetPoints(CachedDataset):
 
     @property
     def processed_file_names(self) -> List[str]:
-        files = {"resampled": [self.archive], "npz": [self.npz_path], "mesh": []}[self.source]
+        files = {"resampled": [self.archive], "npz": [self.npz_path], "full": [self.full_path], "mesh": []}[self.source]
         name = f"modelnet40_{self.source}_{self.split}_{self.max_points}_{file_fingerprint(*[f for f in files if osp.exists(f)])}"
         return [f"{name}.pt", f"{name}.json"]
 
@@ -212,6 +246,9 @@ class ModelNetPoints(CachedDataset):
                 raise FileNotFoundError(f"ModelNet meshes not found: {folder}/<class>/<train|test>/*.off")
             classes = sorted(d for d in os.listdir(folder) if osp.isdir(osp.join(folder, d)))
             return read_meshes(folder, self.split, self.max_points), classes
+        if self.source == "full":
+            shapes, classes = read_full_npz(self.full_path, self.split)
+            return iter(shapes), classes
         shapes, classes = read_npz(self.npz_path, self.split)
         return iter(shapes), classes
 
@@ -219,6 +256,10 @@ class ModelNetPoints(CachedDataset):
         shapes, classes = self._shapes()
         data_list, removed = [], {}
         for shape_id, label, points, normals in shapes:
+            if normals is None:  # positions only
+                data = Data(pos=torch.from_numpy(points[: self.max_points].copy()), y=torch.tensor([label]), shape_id=shape_id)
+                data_list.append(self.pre_transform(data) if self.pre_transform is not None else data)
+                continue
             unit = np.abs(np.linalg.norm(normals, axis=1) - 1.0) < 1e-2
             if not unit.all():
                 removed[shape_id] = int((~unit).sum())

@@ -17,17 +17,24 @@ from ..nn.activation import activation as make_activation
 from ..data import PointHierarchy
 
 
+INPUTS = {"normal": ("normal", "1x1o"), "normal_axis": ("normal_axis", "1x2e"), "none": (None, "1x0e")}
+"""Point features a classifier can read: attribute and irreps (``none``: the constant 1 per point)."""
+
+
 @saveable
 class PointCloudClassifier(nn.Module):
-    r"""Classify point clouds with normals, invariantly to ``group``.
+    r"""Classify point clouds, invariantly to ``group``.
 
     .. math::
-        h^{(0)} = W_{emb}\, n, \qquad
+        h^{(0)} = W_{emb}\, f, \qquad
         h^{(l)} = \sigma\big(\mathrm{BN}(\mathrm{Conv}_l(h^{(l-1)}; P_{l-1} \to P_l))\big), \qquad
         s = \mathrm{Conv}_L(h^{(L-1)}) \in \mathbb{R}^{C}, \qquad
         \mathrm{logits} = \mathrm{MLP}\big(\max_{i \in P_L} s_i\big)
 
-    The normals :math:`n` (a vector field, ``1x1o``) are embedded linearly; convolution :math:`l`
+    The point features :math:`f` (``input``): the normals (``"normal"``, a vector field ``1x1o``),
+    the sign-free normal axes of :class:`~pyg_implicit.transforms.EstimateNormalAxes`
+    (``"normal_axis"``, ``1x2e``, for clouds without normals) or nothing (``"none"``: the constant
+    scalar 1, the geometry then enters through the kernels only) are embedded linearly; convolution :math:`l`
     maps the points :math:`P_{l-1}` of level :math:`l-1` to the kept points :math:`P_l` of level
     :math:`l` over the bipartite kNN graph of a :class:`~pyg_implicit.transforms.PointHierarchy`
     (from :class:`~pyg_implicit.transforms.KNNHierarchy`); BN is e3nn's equivariant batch norm,
@@ -44,11 +51,12 @@ class PointCloudClassifier(nn.Module):
         readout (int): Invariant features per point and width of the MLP. (default: :obj:`128`)
         activation (str): ``"gate"`` or ``"quotient_elu"`` (the paper's). (default: ``"gate"``)
         kernel_hidden_irreps (str or Irreps, optional): Hidden irreps of the implicit kernels' MLP.
+        input (str): The point features: ``"normal"``, ``"normal_axis"`` or ``"none"``. (default: ``"normal"``)
         **conv_kwargs: Passed to every convolution (``lmax``, ``mlp_layers``, ``radial_features``, ...).
 
     Shapes:
-        - **input:** a batch of :class:`~pyg_implicit.transforms.PointHierarchy` with ``pos`` and
-          ``normal`` :math:`(N, 3)` and ``num_layers`` levels
+        - **input:** a batch of :class:`~pyg_implicit.transforms.PointHierarchy` with ``pos``
+          :math:`(N, 3)`, the ``input`` feature and ``num_layers`` levels
         - **output:** :math:`(B, \text{num\_classes})`
     """
 
@@ -62,9 +70,13 @@ class PointCloudClassifier(nn.Module):
         readout: int = 128,
         activation: str = "gate",
         kernel_hidden_irreps: Optional[IrrepsLike] = None,
+        input: str = "normal",
         **conv_kwargs,
     ) -> None:
         super().__init__()
+        if input not in INPUTS:
+            raise ValueError(f"input: expected one of {sorted(INPUTS)}, got {input!r}")
+        self.input_key, irreps_input = INPUTS[input]
         if kernel not in ("implicit", "standard"):
             raise ValueError(f"kernel: expected 'implicit' or 'standard', got {kernel!r}")
         if num_layers < 1:
@@ -74,7 +86,7 @@ class PointCloudClassifier(nn.Module):
         if kernel == "implicit" and kernel_hidden_irreps is not None:
             conv_kwargs["hidden_irreps"] = kernel_hidden_irreps
         conv = ImplicitConv if kernel == "implicit" else StandardConv
-        self.embedding = EquivariantLinear("1x1o", hidden, self.group)
+        self.embedding = EquivariantLinear(irreps_input, hidden, self.group)
         widths = [hidden] * (num_layers - 1) + [as_irreps(f"{readout}x0e", "readout")]
         self.convs = nn.ModuleList(conv(hidden, out, self.group, aggr="mean", **conv_kwargs) for out in widths)
         self.norms = nn.ModuleList(e3nn_nn.BatchNorm(hidden) for _ in range(num_layers - 1))
@@ -87,7 +99,13 @@ class PointCloudClassifier(nn.Module):
             raise ValueError(f"data: expected a PointHierarchy with {self.num_layers} levels (KNNHierarchy sizes), got {levels}")
         pos = data.pos
         batch = data.batch if getattr(data, "batch", None) is not None else torch.zeros_like(pos[:, 0], dtype=torch.long)
-        h = self.embedding(data.normal)
+        if self.input_key is None:
+            features = pos.new_ones(pos.shape[0], 1)
+        elif getattr(data, self.input_key, None) is None:
+            raise ValueError(f"data: the classifier reads {self.input_key!r} (input=...), which the batch does not have")
+        else:
+            features = data[self.input_key]
+        h = self.embedding(features)
         for level, conv in enumerate(self.convs, start=1):
             index = data[f"index_{level}"]
             coarse = pos[index]

@@ -8,7 +8,7 @@ from .molecule import (
            bond_types,
            raw_properties,
 )
-from .pointcloud import KNNHierarchy, NormalizeUnitBall, PointHierarchy, RandomRotation
+from .pointcloud import EstimateNormalAxes, KNNHierarchy, NormalizeUnitBall, PointHierarchy, RandomRotation
 
 __all__ = ["AtomOneHot", "BondOneHot", "QM9Targets", "RadiusGraph", "StandardizeTargets", "bond_types", "raw_properties",
-           "KNNHierarchy", "NormalizeUnitBall", "PointHierarchy", "RandomRotation"]  # fmt: skip
+           "EstimateNormalAxes", "KNNHierarchy", "NormalizeUnitBall", "PointHierarchy", "RandomRotation"]  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Sequence, Tuple, Union
 
 import torch
+from e3nn import o3
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
@@ -18,7 +19,7 @@ from ..data import PointHierarchy
 from ..graph import knn
 from ..groups import Group, get_group
 
-__all__ = ["NormalizeUnitBall", "RandomRotation", "KNNHierarchy", "PointHierarchy"]
+__all__ = ["NormalizeUnitBall", "RandomRotation", "EstimateNormalAxes", "KNNHierarchy", "PointHierarchy"]
 
 
 class NormalizeUnitBall(BaseTransform):
@@ -55,6 +56,41 @@ class RandomRotation(BaseTransform):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.group.name}, keys={self.keys})"
+
+
+class EstimateNormalAxes(BaseTransform):
+    r"""The surface normal's axis from the ``k`` nearest points, as a sign-free ``2e`` field ``normal_axis`` :math:`(P, 5)`.
+
+    The normal :math:`n_i` of point :math:`i` is the eigenvector of the smallest eigenvalue of the
+    covariance of its ``k`` nearest points (PCA, the point itself included). PCA fixes the axis but
+    not the sign, so :math:`n` is not fed as a vector (``1o``) with an arbitrary sign: it is fed as
+    :math:`Y^2(n)`, the degree-2 spherical harmonics of :math:`n` (``1x2e``, component
+    normalisation), equivalent to the traceless :math:`n n^T - I/3` and even in :math:`n`.
+    Equivariant: the axes of :math:`R p` are :math:`R n`, so the field is :math:`D^2(R)\, Y^2(n)`
+    (for every :math:`R \in O(3)`, wherever the smallest eigenvalue is simple). Apply it after
+    :class:`RandomRotation`, which moves only vectors.
+
+    Args:
+        k (int): Neighbours per point. (default: :obj:`16`)
+    """
+
+    def __init__(self, k: int = 16) -> None:
+        if not (isinstance(k, int) and k >= 3):
+            raise ValueError(f"k: expected an int >= 3 (a plane needs three points), got {k!r}")
+        self.k = k
+
+    def forward(self, data: Data) -> Data:
+        pos = data.pos
+        target, source = knn(pos, pos, min(self.k, data.num_nodes))
+        neighbours = pos[source].view(pos.shape[0], -1, 3)  # rows ascending, k per point
+        centred = neighbours - neighbours.mean(dim=1, keepdim=True)
+        covariance = centred.transpose(1, 2) @ centred  # [P, 3, 3]
+        normal = torch.linalg.eigh(covariance.double()).eigenvectors[..., 0]  # smallest eigenvalue first
+        data.normal_axis = o3.spherical_harmonics(2, normal, normalize=True, normalization="component").to(pos.dtype)
+        return data
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(k={self.k})"
 
 
 class KNNHierarchy(BaseTransform):
