@@ -1,5 +1,5 @@
 """Irreps arguments of the layers: parsing with errors that name the argument, feature checks, the
-layout as plain ints, and the relabelling e3nn needs under SO(3)."""
+layout as plain ints."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional, Tuple, Union
@@ -7,9 +7,8 @@ from typing import NamedTuple, Optional, Tuple, Union
 import torch
 from e3nn import o3
 
-from .groups import Group
 
-__all__ = ["IrrepsLike", "Field", "as_irreps", "check_features", "e3nn_irreps", "fields"]
+__all__ = ["IrrepsLike", "Field", "as_irreps", "check_features", "fields"]
 
 IrrepsLike = Union[str, o3.Irreps]
 
@@ -27,18 +26,6 @@ def as_irreps(value: Optional[IrrepsLike], name: str, allow_none: bool = False) 
     if allow_none and irreps.dim == 0:
         return None
     return irreps
-
-
-def e3nn_irreps(irreps: o3.Irreps, group: Group) -> o3.Irreps:
-    """The irreps to hand to e3nn's layers for a group containing SO(3).
-
-    e3nn connects irreps of equal ``(l, p)``. Under SO(3) alone the parity is invisible
-    (``1o`` and ``1e`` are the same representation), so every parity is relabelled even and e3nn
-    then builds the full SO(3)-equivariant space. The layout (order, dimensions) is unchanged.
-    """
-    if group.has_improper:
-        return irreps
-    return o3.Irreps([(mul, (ir.l, 1)) for mul, ir in irreps])
 
 
 class Field(NamedTuple):

@@ -168,9 +168,38 @@ def test_dense_bilinear_map_passes_gradcheck_and_gradgradcheck(float64, monkeypa
     torch.autograd.gradcheck(bilinear, (x1, x2, T))
     torch.autograd.gradgradcheck(bilinear, (x1, x2, T))
     tp = EquivariantTensorProduct("1x0e+1x1o", "1x0e+1x1o", "1x0e+1x1o", group="so2")
-    assert tp.e3nn is None  # the dense path
     a, b = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4, requires_grad=True)
     torch.autograd.gradgradcheck(tp, (a, b))
+
+
+@pytest.mark.parametrize("chunk_elements", [1 << 22, 16])
+def test_gathered_bilinear_map_equals_gathering_and_passes_gradgradcheck(float64, monkeypatch, chunk_elements):
+    """x1 contracted once per node (edges grouped by source in slots) equals x1[index] per edge:
+    values, gradients and second derivatives, for degrees 0 to many and several slot widths."""
+    from pyg_implicit.nn import tensor_product
+
+    monkeypatch.setattr(tensor_product, "_CHUNK_ELEMENTS", chunk_elements)
+    x1, T = torch.randn(6, 4, requires_grad=True), torch.randn(4, 3, 2, requires_grad=True)
+    index = torch.tensor([5, 0, 5, 5, 2, 5, 0, 5, 5, 5, 5, 5, 3])  # node 5: nine edges; nodes 1, 4: none
+    x2 = torch.randn(index.numel(), 3, requires_grad=True)
+    gathered = lambda a, b, c: tensor_product._GatheredBilinear.apply(a, index, b, c)  # noqa: E731
+    torch.testing.assert_close(gathered(x1, x2, T), torch.einsum("ea,eb,abo->eo", x1[index], x2, T))
+    torch.autograd.gradcheck(gathered, (x1, x2, T))
+    torch.autograd.gradgradcheck(gathered, (x1, x2, T))
+    tp = EquivariantTensorProduct("1x0e+1x1o", "1x0e+1x1o", "1x0e+1x1o", group="c4")
+    f, h = torch.randn(6, 4), torch.randn(index.numel(), 4)
+    torch.testing.assert_close(tp(f, h, index=index), tp(f[index], h))
+
+
+def test_tensor_product_has_one_parameterisation_for_every_group():
+    """O(3) included: the weights of e3nn's FullyConnectedTensorProduct (one per path and channel
+    triple), over the group's own bilinear basis; the state dict does not depend on the group."""
+    from e3nn import o3
+
+    irreps = ("2x0e+1x1o", "1x0e+1x1o+1x2e", "1x0e+2x1o")
+    keys = {name: sorted(EquivariantTensorProduct(*irreps, name).state_dict()) for name in ("o3", "so3", "so2", "c4")}
+    assert all(k == ["weight"] for k in keys.values()), keys
+    assert EquivariantTensorProduct(*irreps, "o3").weight_numel == o3.FullyConnectedTensorProduct(*irreps).weight_numel
 
 
 def test_linear_has_one_parameterisation_for_every_group():

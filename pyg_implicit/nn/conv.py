@@ -108,8 +108,8 @@ class SteerableConv(MessagePassing):
         _check_devices_and_dtypes(self, x[src], pos[0], edge_index, edge_attr, node_attr)
         if not torch.compiler.is_compiling():  # value checks sync with the device: kept out of compiled graphs
             _check_values(pos, edge_index, size)
-        # propagate_type: (x: PairOptTensor, pos: PairTensor, edge_attr: OptTensor, node_attr: PairOptTensor)
-        out = self.propagate(edge_index, x=x, pos=pos, edge_attr=edge_attr, node_attr=node_attr, size=size)
+        # propagate_type: (x_source: Tensor, pos: PairTensor, edge_attr: OptTensor, node_attr: PairOptTensor)
+        out = self.propagate(edge_index, x_source=x[src], pos=pos, edge_attr=edge_attr, node_attr=node_attr, size=size)
         x_root = x[1 - src]
         if self.lin_root is not None and x_root is not None:
             check_features(x_root, self._dim_in, "x", self.irreps_in)
@@ -126,14 +126,17 @@ class SteerableConv(MessagePassing):
 
     def message(
         self,
-        x_j: Tensor,
+        x_source: Tensor,
+        edge_index_j: Tensor,
         pos_i: Tensor,
         pos_j: Tensor,
         edge_attr: Optional[Tensor],
         node_attr_i: Optional[Tensor],
         node_attr_j: Optional[Tensor],
     ) -> Tensor:
-        return self.kernel(x_j, pos_j - pos_i, edge_attr, node_attr_i, node_attr_j)  # [E, d_out]
+        # K(x_j - x_i) f_j for every edge; f_j = x_source[edge_index_j] is never gathered: the kernel
+        # contracts the source features once per node (EquivariantTensorProduct with index).
+        return self.kernel(x_source, pos_j - pos_i, edge_attr, node_attr_i, node_attr_j, index=edge_index_j)  # [E, d_out]
 
     def __repr__(self) -> str:
         return (

@@ -122,9 +122,14 @@ class SteerableKernel(nn.Module):
         edge_attr: Optional[torch.Tensor] = None,
         node_attr_i: Optional[torch.Tensor] = None,
         node_attr_j: Optional[torch.Tensor] = None,
+        index: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        r"""The message :math:`K(x_{ij}, z_{ij}) f_j = B(f_j, h_{ij})` ``[E, dim irreps_out]``."""
-        return self.tensor_product(f, self.features(vec, edge_attr, node_attr_i, node_attr_j))
+        r"""The message :math:`K(x_{ij}, z_{ij}) f_j = B(f_j, h_{ij})` ``[E, dim irreps_out]``.
+
+        ``f`` holds one row per edge, or, with ``index`` (the source node of each edge), one row
+        per node: :math:`f_j` = ``f[index]``, contracted once per node
+        (:meth:`EquivariantTensorProduct.forward`)."""
+        return self.tensor_product(f, self.features(vec, edge_attr, node_attr_i, node_attr_j), index=index)
 
     def materialize(
         self,

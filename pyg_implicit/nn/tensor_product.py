@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Union
+from typing import NamedTuple, Optional, Union
 
 import torch
-from e3nn import o3
 from torch import nn
 
 from ..groups import Group, get_group
-from ..irreps import IrrepsLike, as_irreps, check_features, e3nn_irreps, fields
+from ..irreps import IrrepsLike, as_irreps, check_features, fields
 
-_CHUNK_ELEMENTS = 1 << 22  # entries of the transient [rows, d2, d_out] block of _DenseBilinear
+_CHUNK_ELEMENTS = 1 << 22  # entries of the transient [rows, d2, d_out] blocks of _DenseBilinear and _GatheredBilinear
 
 
 class _DenseBilinear(torch.autograd.Function):
@@ -55,6 +54,102 @@ def _chunks(n: int, width: int):
     return [slice(i, min(i + step, n)) for i in range(0, n, step)] or [slice(0, 0)]
 
 
+class _SlotLayout(NamedTuple):
+    r"""Edges grouped by the row of :math:`x_1` they read, in slots of ``width`` edges.
+
+    A row with :math:`n` edges fills :math:`\lceil n / w \rceil` slots; edge ``order[k]`` sits in
+    slot ``slot[k]``, column ``col[k]``; ``slot_row[s]`` is the row slot ``s`` belongs to."""
+
+    order: torch.Tensor  # [E]
+    slot: torch.Tensor  # [E]
+    col: torch.Tensor  # [E]
+    slot_row: torch.Tensor  # [S]
+    width: int
+
+
+def _slot_layout(index: torch.Tensor, num_rows: int, d1: int) -> _SlotLayout:
+    """The slot width :math:`w` minimises the work :math:`S(w)\,(d_1 + w)` in units of
+    :math:`d_2 d_{out}` multiply-adds: each slot contracts its row with :math:`T` once
+    (:math:`d_1`) and multiplies :math:`w` edge rows, padding included, by the result."""
+    degree = torch.bincount(index, minlength=num_rows)
+    max_degree = max(1, int(degree.max()))
+    candidates = {max_degree} | {1 << k for k in range(max_degree.bit_length())}
+    cost = lambda w: int(((degree + w - 1) // w).sum()) * (d1 + w)  # noqa: E731
+    width = min(sorted(candidates), key=cost)
+    slots_per_row = (degree + width - 1) // width
+    order = torch.argsort(index, stable=True)
+    row = index[order]
+    rank = torch.arange(index.numel(), device=index.device) - (torch.cumsum(degree, 0) - degree)[row]
+    slot = (torch.cumsum(slots_per_row, 0) - slots_per_row)[row] + torch.div(rank, width, rounding_mode="floor")
+    slot_row = torch.repeat_interleave(torch.arange(num_rows, device=index.device), slots_per_row)
+    return _SlotLayout(order, slot, rank % width, slot_row, width)
+
+
+class _GatheredBilinear(torch.autograd.Function):
+    r""":math:`y_{eo} = \sum_{ab} x_{1, s_e a}\, x_{2,eb}\, T_{abo}` without gathering :math:`x_1`.
+
+    :math:`x_1` lives on the :math:`N` source nodes and :math:`x_2` on the :math:`E` edges. The map is
+    linear in :math:`x_1`, so each source node is contracted with :math:`T` once, giving the
+    :math:`d_2 \times d_{out}` matrix :math:`P_s = x_{1,s} T`, and the edges of that node are
+    multiplied by it in one matrix product (edges grouped by source in slots, :class:`_SlotLayout`).
+    Work: :math:`\approx N d_1 d_2 d_{out} + E d_2 d_{out}` multiply-adds instead of
+    :math:`E d_1 d_2 d_{out}`: for :math:`E / N = 10` and :math:`d_1 = 144`, about 8x less, all in
+    matrix products. Only the inputs are saved; the :math:`P_s` are recomputed in backward, chunk by
+    chunk, which is written with differentiable operations (double backward works).
+    """
+
+    @staticmethod
+    def forward(ctx, x1: torch.Tensor, index: torch.Tensor, x2: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+        d1, d2, d_out = T.shape
+        layout = _slot_layout(index, x1.shape[0], d1)
+        ctx.save_for_backward(x1, x2, T, layout.order, layout.slot, layout.col, layout.slot_row)
+        ctx.width = layout.width
+        return _gathered_forward(x1, x2, T, layout)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        x1, x2, T, order, slot, col, slot_row = ctx.saved_tensors
+        layout = _SlotLayout(order, slot, col, slot_row, ctx.width)
+        d1, d2, d_out = T.shape
+        T2 = T.reshape(d1, d2 * d_out)
+        X2, G = _to_slots(x2, layout), _to_slots(grad_out, layout)  # [S, w, d2], [S, w, d_out]
+        grad_X2 = torch.empty_like(X2)
+        grad_x1, grad_T = torch.zeros_like(x1), torch.zeros_like(T2)
+        for rows in _chunks(slot_row.numel(), d2 * d_out):
+            x1_rows = x1[slot_row[rows]]
+            P = (x1_rows @ T2).view(-1, d2, d_out)  # recomputed
+            grad_X2[rows] = torch.bmm(G[rows], P.transpose(1, 2))
+            grad_P = torch.bmm(X2[rows].transpose(1, 2), G[rows]).view(-1, d2 * d_out)
+            grad_x1 = grad_x1.index_add(0, slot_row[rows], grad_P @ T2.T)
+            grad_T = grad_T + x1_rows.T @ grad_P
+        return grad_x1, None, _from_slots(grad_X2, layout), grad_T.view(d1, d2, d_out)
+
+
+def _to_slots(x: torch.Tensor, layout: _SlotLayout) -> torch.Tensor:
+    """Edge rows ``[E, d]`` into their slots ``[S, w, d]`` (zero padding)."""
+    out = x.new_zeros(layout.slot_row.numel(), layout.width, x.shape[1])
+    out[layout.slot, layout.col] = x[layout.order]
+    return out
+
+
+def _from_slots(x: torch.Tensor, layout: _SlotLayout) -> torch.Tensor:
+    """Slots ``[S, w, d]`` back to edge rows ``[E, d]``."""
+    out = x.new_empty(layout.order.numel(), x.shape[2])
+    out[layout.order] = x[layout.slot, layout.col]
+    return out
+
+
+def _gathered_forward(x1: torch.Tensor, x2: torch.Tensor, T: torch.Tensor, layout: _SlotLayout) -> torch.Tensor:
+    d1, d2, d_out = T.shape
+    T2 = T.reshape(d1, d2 * d_out)
+    X2 = _to_slots(x2, layout)
+    Y = X2.new_empty(X2.shape[0], X2.shape[1], d_out)
+    for rows in _chunks(layout.slot_row.numel(), d2 * d_out):
+        P = (x1[layout.slot_row[rows]] @ T2).view(-1, d2, d_out)  # [slots, d2, d_out]: once per source node
+        Y[rows] = torch.bmm(X2[rows], P)
+    return _from_slots(Y, layout)
+
+
 class EquivariantTensorProduct(nn.Module):
     r"""Fully connected :math:`G`-equivariant bilinear map with shared weights.
 
@@ -64,7 +159,15 @@ class EquivariantTensorProduct(nn.Module):
     summed over the paths :math:`p = (\text{irrep}_1, \text{irrep}_2, \text{irrep}_{out})`, where
     :math:`C^{(p)}_k` runs over ``group.bilinear_basis`` (the Clebsch-Gordan coefficient for
     :math:`O(3)`; several maps per path for smaller groups). For groups containing :math:`SO(3)`
-    this is ``e3nn.o3.FullyConnectedTensorProduct``.
+    this is the function class of ``e3nn.o3.FullyConnectedTensorProduct`` (one weight per path and
+    channel triple); every group has the same parameterisation and state-dict keys.
+
+    It is evaluated through the dense tensor :math:`T` (:meth:`tensor`), assembled once per call
+    from the weights and the cached bases. Given a row index (a convolution: :math:`x_1` on the
+    nodes, :math:`x_2` on the edges), :math:`x_1` is contracted with :math:`T` once per node and the
+    edges of each node are multiplied by the result (:class:`_GatheredBilinear`): all matrix
+    products, about :math:`N d_1 d_2 d_{out} + E d_2 d_{out}` multiply-adds. For :math:`O(3)` this
+    measured 2-3.5x faster than e3nn's sparse per-edge tensor product (``BENCHMARKS.md``).
 
     This is the last layer of every steerable kernel in the package: with :math:`x_1 = f_j`
     (the neighbour's features) and :math:`x_2 = h_{ij}` (the kernel network's last hidden
@@ -95,15 +198,6 @@ class EquivariantTensorProduct(nn.Module):
         self.irreps_out = as_irreps(irreps_out, "irreps_out")
         self.group = get_group(group)
         self._dims = (self.irreps_in1.dim, self.irreps_in2.dim, self.irreps_out.dim)
-        if self.group.contains_so3:
-            self.e3nn = o3.FullyConnectedTensorProduct(
-                *(e3nn_irreps(irreps, self.group) for irreps in (self.irreps_in1, self.irreps_in2, self.irreps_out)),
-                compile_right=True,
-            )
-            self.weight_numel = self.e3nn.weight_numel
-            self._check_paths([ins.i_out for ins in self.e3nn.instructions])
-            return
-        self.e3nn = None
         paths, fan_in = [], [0] * len(self.irreps_out)
         for i1, (mul1, ir1) in enumerate(self.irreps_in1):
             for i2, (mul2, ir2) in enumerate(self.irreps_in2):
@@ -145,14 +239,14 @@ class EquivariantTensorProduct(nn.Module):
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
-            (self.e3nn.weight if self.e3nn is not None else self.weight).normal_()
+            self.weight.normal_()
 
     @torch.no_grad()
     def scale_weights_(self, factor: float) -> None:
         """Multiply every weight by ``factor`` (the map is linear in its weights: outputs scale too).
 
         Through ``.data``: a forward pass that already used the weights can still be differentiated."""
-        (self.e3nn.weight if self.e3nn is not None else self.weight).data.mul_(factor)
+        self.weight.data.mul_(factor)
 
     def _paths(self):
         """Per path: the input / output fields, the weights ``[u, v, k, w]`` and the basis ``[k, c, a, b]``."""
@@ -176,11 +270,22 @@ class EquivariantTensorProduct(nn.Module):
             )
         return T
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        r""":math:`B(x_1, x_2)`; with ``index``, :math:`B(x_{1}[\text{index}], x_2)`.
+
+        The second form is a convolution's message :math:`K(x_{ij}) f_j = B(f_j, h_{ij})` with
+        :math:`x_1 = f` on the nodes and :math:`x_2 = h` on the edges (``index`` the source node of each
+        edge): :math:`x_1` is then contracted once per node rather than once per edge
+        (:class:`_GatheredBilinear`), which is what makes a subgroup's dense bilinear map cheap.
+        """
         check_features(x1, self._dims[0], "x1", self.irreps_in1)
         check_features(x2, self._dims[1], "x2", self.irreps_in2)
-        if self.e3nn is not None:
-            return self.e3nn(x1, x2)
+        if index is not None:
+            if index.shape != x2.shape[:1] or x1.dim() != 2 or x2.dim() != 2:
+                raise ValueError(f"index: expected one row index of x1 per row of x2 {tuple(x2.shape[:1])}, got {tuple(index.shape)}")
+            if x1.shape[0] < index.numel() and not torch.compiler.is_compiling():
+                return _GatheredBilinear.apply(x1, index, x2, self.tensor())
+            x1 = x1[index]
         batch = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1])
         x1 = x1.expand(*batch, -1).reshape(-1, x1.shape[-1])
         x2 = x2.expand(*batch, -1).reshape(-1, x2.shape[-1])
@@ -196,8 +301,6 @@ class EquivariantTensorProduct(nn.Module):
     def right(self, x2: torch.Tensor) -> torch.Tensor:
         r"""The linear map :math:`x_1 \mapsto B(x_1, x_2)` as a matrix ``[*, dim_1, dim_out]``."""
         check_features(x2, self._dims[1], "x2", self.irreps_in2)
-        if self.e3nn is not None:
-            return self.e3nn.right(x2)
         d1, d2, d_out = self._dims
         return (x2 @ self.tensor().transpose(0, 1).reshape(d2, d1 * d_out)).view(*x2.shape[:-1], d1, d_out)
 
