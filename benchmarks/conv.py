@@ -1,13 +1,24 @@
-"""Forward+backward time and peak memory: ImplicitConv vs StandardConv vs the materialised kernel.
+"""Forward+backward time and peak memory of one steerable point convolution, per group.
 
-Every configuration runs in its own subprocess, so its peak resident memory (``ru_maxrss``, minus
-the resident memory after building the layer and the data) is its own. The materialised path
-computes the same messages as ImplicitConv by forming the ``[E, d_out, d_in]`` kernel
-(``kernel.materialize``) and multiplying; a configuration that exceeds ``--memory-limit-gb`` of
-address space is reported as out of memory.
+Compared in one run, on the same random graph and fields:
 
-    python benchmarks/conv.py                      # writes BENCHMARKS.md
-    python benchmarks/conv.py --edges 5000 --groups so2 --output -
+* ``tfn``: the e3nn tensor-field-network layer (per-edge tensor-product weights from a radial MLP,
+  spherical harmonics up to l = 2), O(3) only: the reference every group's row is compared with;
+* ``implicit`` / ``standard``: ``ImplicitConv`` / ``StandardConv`` of this checkout for the row's group;
+* ``materialised``: the same ImplicitConv forming the ``[E, d_out, d_in]`` kernel per edge
+  (``kernel.materialize``) and multiplying (up to ``--materialised-max-edges``);
+* ``implicit@REF`` with ``--baseline REF``: ImplicitConv of git revision REF (exported to a
+  temporary folder), so a change is measured against the code before it in the same run;
+* ``escnn`` with ``--escnn-python``: escnn's ``R3PointConv`` (o3 and so2 only).
+
+Every configuration runs in its own subprocess, so its peak memory is its own: on the CPU the
+growth of the peak resident set over the passes (``ru_maxrss``), on CUDA
+``torch.cuda.max_memory_allocated`` minus the memory held before them. A configuration over
+``--memory-limit-gb`` of address space is reported as out of memory.
+
+    python benchmarks/conv.py                                   # writes BENCHMARKS.md
+    python benchmarks/conv.py --baseline 3b4ccf4 --groups so2 --edges 20000 --output -
+    python benchmarks/conv.py --device cuda --edges 20000 200000 --groups o3 so2 c4 --output BENCHMARKS_cuda.md
     python benchmarks/conv.py --escnn-python /path/to/venv/bin/python   # adds escnn's R3PointConv
 
 escnn (the paper's reference library) pulls numpy < 2 and needs gfortran, so it lives in its own
@@ -22,17 +33,19 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 
-METHODS = ("implicit", "standard", "materialised")
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def build_escnn(irreps: str, group: str, nodes: int, pos, edge_index):
-    """escnn's R3PointConv on the same fields: ``16x0e+16x1o+16x2e`` of O(3), or its restriction to SO(2)."""
+def build_escnn(irreps: str, group: str, nodes: int, pos, edge_index, device):
+    """escnn's R3PointConv on the same fields: ``Nx0e+Nx1o+Nx2e`` of O(3), or its restriction to SO(2)."""
     import torch
     from escnn import gspaces, nn
 
@@ -48,66 +61,115 @@ def build_escnn(irreps: str, group: str, nodes: int, pos, edge_index):
         G = gspace.fibergroup
         reps = [G.irrep(0)] * (3 * mul) + [G.irrep(1)] * (2 * mul) + [G.irrep(2)] * mul
     field = nn.FieldType(gspace, reps)
-    conv = nn.R3PointConv(field, field, width=2.0, n_rings=3, frequencies_cutoff=2.0)
-    x = torch.randn(nodes, field.size, requires_grad=True)
+    conv = nn.R3PointConv(field, field, width=2.0, n_rings=3, frequencies_cutoff=2.0).to(device)
+    x = torch.randn(nodes, field.size, device=device, requires_grad=True)
     return conv, lambda: conv(nn.GeometricTensor(x, field, coords=pos), edge_index).tensor
 
 
-def build(method: str, irreps: str, group: str, nodes: int, pos, edge_index):
+def build_tfn(irreps: str, nodes: int, pos, edge_index, device):
+    """The e3nn tensor-field-network convolution: per-edge weights of a fully connected tensor product
+    of the features with the spherical harmonics (l <= 2), from an MLP of a Gaussian embedding of the distance."""
+    import torch
+    from e3nn import o3
+    from e3nn.math import soft_one_hot_linspace
+    from e3nn.nn import FullyConnectedNet
+
+    irreps, sh = o3.Irreps(irreps), o3.Irreps.spherical_harmonics(2)
+    tp = o3.FullyConnectedTensorProduct(irreps, sh, irreps, shared_weights=False)
+    radial = FullyConnectedNet([10, 64, tp.weight_numel], torch.nn.functional.silu)
+    conv = torch.nn.ModuleDict({"tp": tp, "radial": radial}).to(device)
+    x = torch.randn(nodes, irreps.dim, device=device, requires_grad=True)
+    src, dst = edge_index
+
+    def output():
+        vec = pos[src] - pos[dst]
+        weights = radial(soft_one_hot_linspace(vec.norm(dim=1), 0.0, 2.0, 10, basis="gaussian", cutoff=False))
+        messages = tp(x[src], o3.spherical_harmonics(sh, vec, normalize=True, normalization="component"), weights)
+        return torch.zeros(nodes, irreps.dim, device=device).index_add(0, dst, messages)
+
+    return conv, output
+
+
+def build(method: str, irreps: str, group: str, nodes: int, pos, edge_index, device):
     """The layer and a closure computing its output on random features."""
     import torch
 
     if method == "escnn":
-        return build_escnn(irreps, group, nodes, pos, edge_index)
+        return build_escnn(irreps, group, nodes, pos, edge_index, device)
+    if method == "tfn":
+        return build_tfn(irreps, nodes, pos, edge_index, device)
     from pyg_implicit.nn import ImplicitConv, StandardConv
 
-    conv = StandardConv(irreps, irreps, group) if method == "standard" else ImplicitConv(irreps, irreps, group)
+    conv = (StandardConv if method == "standard" else ImplicitConv)(irreps, irreps, group).to(device)
     if method == "materialised":
-        # Same parameters and function, but the message forms K explicitly: [E, d_out, d_in].
-        def message(x_j, pos_i, pos_j, edge_attr, node_attr_i, node_attr_j):
-            K = conv.kernel.materialize(pos_j - pos_i, edge_attr, node_attr_i, node_attr_j)
-            return (K @ x_j.unsqueeze(-1)).squeeze(-1)
-
-        conv.message = message
-    x = torch.randn(nodes, conv.irreps_in.dim, requires_grad=True)
+        conv.propagate = lambda edge_index, x_source, pos, size, **_: torch.zeros(
+            size[1], conv.irreps_out.dim, device=device
+        ).index_add(0, edge_index[1], (conv.kernel.materialize(pos[0][edge_index[0]] - pos[1][edge_index[1]])
+                                       @ x_source[edge_index[0]].unsqueeze(-1)).squeeze(-1))  # fmt: skip
+    x = torch.randn(nodes, conv.irreps_in.dim, device=device, requires_grad=True)
+    conv(x, pos, edge_index)  # data-dependent initialisation (the shell width) before timing
     return conv, lambda: conv(x, pos, edge_index)
 
 
-def worker(method: str, group: str, edges: int, irreps: str, repeats: int, limit_gb: float) -> dict:
+def worker(method: str, group: str, edges: int, args) -> dict:
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    resource.setrlimit(resource.RLIMIT_AS, (int(limit_gb * 2**30), resource.RLIM_INFINITY))
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        resource.setrlimit(resource.RLIMIT_AS, (int(args.memory_limit_gb * 2**30), resource.RLIM_INFINITY))
     torch.manual_seed(0)
-    nodes = max(16, edges // 16)
-    pos = torch.randn(nodes, 3)
-    edge_index = torch.randint(0, nodes, (2, edges))
-    conv, output = build(method, irreps, group, nodes, pos, edge_index)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    nodes = max(16, edges // args.degree)
+    pos = torch.randn(nodes, 3, device=device)
+    edge_index = torch.randint(0, nodes, (2, edges), device=device)
+    conv, output = build(method, args.irreps, group, nodes, pos, edge_index, device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated()
+    else:
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     times = []
     try:
-        for _ in range(repeats + 1):  # the first is a warm-up
+        for _ in range(args.repeats + 1):  # the first is a warm-up
+            sync()
             start = time.perf_counter()
             output().pow(2).sum().backward()
+            sync()
             times.append(time.perf_counter() - start)
     except (RuntimeError, MemoryError) as err:
-        return {"error": f"out of memory (> {limit_gb:g} GB address space)" if "alloc" in str(err).lower() or isinstance(err, MemoryError) else str(err)[:80]}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        oom = isinstance(err, MemoryError) or "alloc" in str(err).lower() or "out of memory" in str(err).lower()
+        return {"error": "out of memory" if oom else str(err)[:80]}
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
         "time_ms": 1000 * statistics.median(times[1:]),
-        "peak_mb": (peak - baseline) / 1024,
+        "peak_mb": (peak - baseline) / 2**20,
         "params": sum(p.numel() for p in conv.parameters()),
     }
 
 
-def run_config(method, group, edges, args) -> dict:
+def run_config(method: str, group: str, edges: int, args, baseline_dir: str | None = None) -> dict:
     python = args.escnn_python if method == "escnn" else sys.executable
-    cmd = [python, os.path.abspath(__file__), "--worker", method, group, str(edges), "--irreps", args.irreps,
-           "--repeats", str(args.repeats), "--memory-limit-gb", str(args.memory_limit_gb)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ, PYTHONPATH=baseline_dir or REPOSITORY)
+    cmd = [python, os.path.abspath(__file__), "--worker", method.split("@")[0], group, str(edges), "--irreps", args.irreps,
+           "--repeats", str(args.repeats), "--memory-limit-gb", str(args.memory_limit_gb), "--degree", str(args.degree),
+           "--device", args.device]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=baseline_dir or REPOSITORY)
     if proc.returncode != 0:
-        return {"error": "out of memory (killed)" if proc.returncode < 0 else proc.stderr.strip().splitlines()[-1][:80]}
+        lines = proc.stderr.strip().splitlines()
+        return {"error": "out of memory (killed)" if proc.returncode < 0 else (lines[-1][:80] if lines else "failed")}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def export_revision(revision: str) -> str:
+    """The package at git ``revision`` in a temporary folder (``git archive``), for ``implicit@REV``."""
+    folder = tempfile.mkdtemp(prefix="pyg_implicit_baseline_")
+    archive = subprocess.run(["git", "-C", REPOSITORY, "archive", revision, "pyg_implicit"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+    return folder
 
 
 def fmt(result: dict, key: str, spec: str) -> str:
@@ -122,60 +184,79 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", nargs=3, metavar=("METHOD", "GROUP", "EDGES"), help=argparse.SUPPRESS)
     parser.add_argument("--edges", type=int, nargs="+", default=[5000, 20000, 80000])
-    parser.add_argument("--groups", nargs="+", default=["o3", "so2"])
+    parser.add_argument("--groups", nargs="+", default=["o3", "so2", "cone", "c4", "d4"])
     parser.add_argument("--irreps", default="16x0e+16x1o+16x2e")
+    parser.add_argument("--degree", type=int, default=10, help="edges per node (nodes = edges / degree)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--memory-limit-gb", type=float, default=16.0)
+    parser.add_argument("--materialised-max-edges", type=int, default=20000)
+    parser.add_argument("--baseline", help="git revision whose ImplicitConv is measured beside this checkout's")
     parser.add_argument("--output", default="BENCHMARKS.md", help="Markdown file to write, or - for none")
     parser.add_argument("--escnn-python", help="interpreter of a virtual environment with escnn installed")
     args = parser.parse_args()
     if args.worker:
         method, group, edges = args.worker
-        print(json.dumps(worker(method, group, int(edges), args.irreps, args.repeats, args.memory_limit_gb)))
+        print(json.dumps(worker(method, group, int(edges), args)))
         return
 
     import torch
 
+    baseline = f"implicit@{args.baseline}" if args.baseline else None
+    baseline_dir = export_revision(args.baseline) if args.baseline else None
+    methods = ["tfn", "implicit"] + ([baseline] if baseline else []) + ["standard", "materialised"]
+    methods += ["escnn"] if args.escnn_python else []
+    if args.device == "cuda":
+        hardware = torch.cuda.get_device_name()
+    else:
+        hardware = f"{platform.processor() or platform.machine()}, {os.environ.get('BENCH_THREADS', '2')} CPU threads"
     lines = [
         "# Benchmarks",
         "",
-        "## Steerable point convolution: implicit vs standard vs materialised kernel",
+        "## Steerable point convolution: time and memory per group",
         "",
-        f"Command: `python benchmarks/conv.py` ({date.today()}, {platform.processor() or platform.machine()}, "
-        f"{os.environ.get('BENCH_THREADS', '2')} CPU threads, torch {torch.__version__}). Irreps `{args.irreps}` in and "
-        f"out, random graphs with edges/16 nodes, forward + backward of `out.pow(2).sum()`, median of "
-        f"{args.repeats} runs after a warm-up. Peak memory: growth of the process's peak resident set over "
-        "the forward and backward passes. Defaults of each layer: ImplicitConv kernel MLP `8x0e+8x1o+8x2e` "
-        "(2 layers), StandardConv 8 radial functions per harmonic, so both feed the same bilinear map a "
-        "72-dimensional `h`. Materialised: the same ImplicitConv forming `K` `[E, 144, 144]` per edge.",
-        "",
-    ]
-    methods = METHODS + (("escnn",) if args.escnn_python else ())
-    if args.escnn_python:
-        lines += ["", "escnn: `R3PointConv` (escnn 1.0.11, its own venv) on the same fields, `width=2, n_rings=3, "
-                  "frequencies_cutoff=2`; for so2 the O(3) fields restricted to SO(2) (`48x0 + 32x1 + 16x2`)."]
-    lines += [
+        f"Command: `python benchmarks/conv.py {' '.join(sys.argv[1:])}`".rstrip() + f" ({date.today()}, {hardware}, "
+        f"torch {torch.__version__}). Irreps `{args.irreps}` in and out, random graphs with {args.degree} edges per "
+        f"node, forward + backward of `out.pow(2).sum()`, median of {args.repeats} runs after a warm-up. Peak memory: "
+        + ("`torch.cuda.max_memory_allocated` over the passes, minus the memory held before them. " if args.device == "cuda"
+           else "growth of the process's peak resident set over the passes. ")
+        + "`tfn`: e3nn's tensor-field-network layer (per-edge weights of `FullyConnectedTensorProduct(irreps, 1x0e+1x1o+1x2e, "
+        "irreps)` from a radial MLP 10-64), O(3), the same layer in every row. `implicit` / `standard`: this checkout's "
+        "ImplicitConv (kernel MLP `8x0e+8x1o+8x2e`, 2 layers) and StandardConv (8 radial functions per harmonic) for the "
+        "row's group. `materialised`: the same ImplicitConv forming `K` `[E, 144, 144]` per edge"
+        f" (up to {args.materialised_max_edges} edges)."
+        + (f" `{baseline}`: ImplicitConv at git revision {args.baseline}, measured in the same run." if baseline else "")
+        + (" escnn: `R3PointConv` (its own venv), `width=2, n_rings=3, frequencies_cutoff=2`, o3 and so2 only." if args.escnn_python else ""),
         "",
         "| group | edges | " + " | ".join(f"{m} ms" for m in methods) + " | " + " | ".join(f"{m} MB" for m in methods)
-        + " | implicit / standard time | materialised / implicit time | materialised / implicit memory |"
-        + (" escnn / implicit time |" if args.escnn_python else ""),
-        "|---|---|" + "---|" * (2 * len(methods) + 3 + bool(args.escnn_python)),
+        + " | implicit / tfn time | implicit / standard time" + (f" | implicit / {baseline} time | implicit / {baseline} memory" if baseline else "")
+        + " | materialised / implicit time |",
+        "|---|---|" + "---|" * (2 * len(methods) + 3 + 2 * bool(baseline)),
     ]
+    tfn = {edges: run_config("tfn", "o3", edges, args) for edges in args.edges}
     for group in args.groups:
         for edges in args.edges:
-            r = {m: run_config(m, group, edges, args) for m in methods}
+            r = {"tfn": tfn[edges]}
+            for m in methods[1:]:
+                skip = (m == "materialised" and edges > args.materialised_max_edges) or (m == "escnn" and group not in ("o3", "so2"))
+                r[m] = {"error": "-"} if skip else run_config(m, group, edges, args, baseline_dir if m == baseline else None)
             row = (
                 f"| {group} | {edges} | " + " | ".join(fmt(r[m], "time_ms", ".0f") for m in methods)
                 + " | " + " | ".join(fmt(r[m], "peak_mb", ".0f") for m in methods)
-                + f" | {ratio(r['implicit'], r['standard'], 'time_ms')} | {ratio(r['materialised'], r['implicit'], 'time_ms')}"
-                f" | {ratio(r['materialised'], r['implicit'], 'peak_mb')} |"
-                + (f" {ratio(r['escnn'], r['implicit'], 'time_ms')} |" if args.escnn_python else "")
+                + f" | {ratio(r['implicit'], r['tfn'], 'time_ms')} | {ratio(r['implicit'], r['standard'], 'time_ms')}"
+                + (f" | {ratio(r['implicit'], r[baseline], 'time_ms')} | {ratio(r['implicit'], r[baseline], 'peak_mb')}" if baseline else "")
+                + f" | {ratio(r['materialised'], r['implicit'], 'time_ms')} |"
             )
             print(row, flush=True)
             lines.append(row)
-    small = argparse.Namespace(irreps=args.irreps, repeats=1, memory_limit_gb=args.memory_limit_gb, escnn_python=args.escnn_python)
-    counts = {(m, g): run_config(m, g, 16, small).get("params") for m in methods if m != "materialised" for g in args.groups}
-    lines += ["", "Parameters of one layer: " + "; ".join(f"{m} {g} {n:,}" for (m, g), n in counts.items() if n) + "."]
+    small = argparse.Namespace(**{**vars(args), "repeats": 1, "device": "cpu"})
+    counted = ["implicit", "standard"] + (["escnn"] if args.escnn_python else [])
+    counts = {g: {m: run_config(m, g, 160, small).get("params") for m in counted} for g in args.groups}
+    lines += ["", "Parameters of one layer (`tfn`: " + f"{run_config('tfn', 'o3', 160, small).get('params'):,}):", "",
+              "| group | " + " | ".join(counted) + " |", "|---|" + "---|" * len(counted)]
+    lines += [f"| {g} | " + " | ".join(f"{counts[g][m]:,}" if counts[g][m] else "-" for m in counted) + " |" for g in args.groups]
+    if baseline_dir:
+        shutil.rmtree(baseline_dir, ignore_errors=True)
     if args.output != "-":
         with open(args.output, "w") as f:
             f.write("\n".join(lines) + "\n")

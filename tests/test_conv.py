@@ -59,6 +59,19 @@ def test_equivariant_float64_and_not_outside_subgroup(float64, cls, name):
 
 
 @pytest.mark.parametrize("cls", CONVS)
+@pytest.mark.parametrize("name", ["so2", "cone", "c4", "d4", "oh"])
+def test_factorized_path_weights_equivariant_and_not_outside(float64, cls, name):
+    """path_weights="factorized" bounds the parameter count and keeps the layer exact for its group only."""
+    conv, full = make(cls, name, path_weights="factorized"), make(cls, name)
+    assert conv.kernel.tensor_product.weight_numel < full.kernel.tensor_product.weight_numel
+    args = inputs(conv)
+    assert_equivariant(conv, name, args, ACTIONS, OUT, n_samples=3, tolerance=1e-9)
+    outside = get_group("o3").sample(8, generator=torch.Generator().manual_seed(3))
+    outside = outside[~get_group(name).contains(outside)][:3]
+    assert equivariance_error(conv, outside, args, ACTIONS, OUT).min() > 1e-3
+
+
+@pytest.mark.parametrize("cls", CONVS)
 @pytest.mark.parametrize("name", ["so2", "cone", "o3"])
 def test_equivariant_float32(cls, name):
     conv = make(cls, name)

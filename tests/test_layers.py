@@ -32,6 +32,21 @@ def test_tensor_product_equivariant_and_right_matches(float64, name):
     torch.testing.assert_close(torch.einsum("ei,eio->eo", x1, tp.right(x2)), tp(x1, x2))
 
 
+@pytest.mark.parametrize("name", ["so2", "c4", "o3"])
+def test_factorized_tensor_product_is_the_full_one_with_rank_one_weights(float64, name):
+    """W_uvkw = U_uvw c_vk: copying those products into a full layer gives the same map."""
+    factorized = EquivariantTensorProduct(IN, "2x0e+1x1o+1x2e", OUT, name, path_weights="factorized")
+    full = EquivariantTensorProduct(IN, "2x0e+1x1o+1x2e", OUT, name)
+    with torch.no_grad():
+        full.weight.copy_(torch.cat([w.flatten() for *_, w, _ in factorized._paths()]))
+    x1, x2 = torch.randn(20, factorized.irreps_in1.dim), torch.randn(20, factorized.irreps_in2.dim)
+    torch.testing.assert_close(factorized(x1, x2), full(x1, x2))
+    assert 0.5 < EquivariantTensorProduct(IN, "1x0e+1x1o+1x2e", OUT, name, path_weights="factorized")(
+        torch.randn(4000, full.irreps_in1.dim), torch.randn(4000, 9)).std() < 2
+    with pytest.raises(ValueError, match="path_weights"):
+        EquivariantTensorProduct(IN, "1x0e", OUT, name, path_weights="low-rank")
+
+
 @pytest.mark.parametrize("name", ["so2", "o3"])
 def test_component_normalisation(name):
     """Unit-variance inputs give roughly unit-variance outputs at initialisation."""

@@ -170,6 +170,9 @@ class ImplicitConv(SteerableConv):
         batch_norm (bool): Batch-normalise the harmonic polynomials. (default: :obj:`True`)
         sigma (float, optional): Initial width of the Gaussian shell; :obj:`None` sets it to twice
             the root-mean-square edge length of the first training batch. (default: :obj:`None`)
+        path_weights (str): ``"full"`` or ``"factorized"`` weights of the bilinear map
+            (:class:`~pyg_implicit.nn.EquivariantTensorProduct`); ``"factorized"`` keeps a subgroup's
+            parameter count near that of :math:`O(3)`. (default: ``"full"``)
         **kwargs (optional): ``root_weight`` and ``bias`` of :class:`SteerableConv` (both
             :obj:`True` by default), and additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
@@ -199,12 +202,13 @@ class ImplicitConv(SteerableConv):
         activation: str = "gate",
         batch_norm: bool = True,
         sigma: Optional[float] = None,
+        path_weights: str = "full",
         **kwargs,
     ) -> None:
         kernel = ImplicitKernel(
             irreps_in, irreps_out, group, lmax=lmax, hidden_irreps=hidden_irreps, mlp_layers=mlp_layers,
             edge_attr_irreps=edge_attr_irreps, node_attr_irreps=node_attr_irreps, activation=activation,
-            batch_norm=batch_norm, sigma=sigma,
+            batch_norm=batch_norm, sigma=sigma, path_weights=path_weights,
         )  # fmt: skip
         super().__init__(kernel, **kwargs)
 
@@ -230,6 +234,8 @@ class StandardConv(SteerableConv):
         radial_hidden (int): Width of the radial MLP. (default: :obj:`32`)
         num_basis (int): Size of the Gaussian embedding of the distance. (default: :obj:`10`)
         max_radius (float): Range of that embedding. (default: :obj:`2.0`)
+        path_weights (str): ``"full"`` or ``"factorized"`` weights of the bilinear map, as in
+            :class:`ImplicitConv`. (default: ``"full"``)
         **kwargs (optional): ``root_weight`` and ``bias`` of :class:`SteerableConv` (both
             :obj:`True` by default), and additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
@@ -249,12 +255,13 @@ class StandardConv(SteerableConv):
         radial_hidden: int = 32,
         num_basis: int = 10,
         max_radius: float = 2.0,
+        path_weights: str = "full",
         **kwargs,
     ) -> None:
         kernel = StandardKernel(
             irreps_in, irreps_out, group, lmax=lmax, radial_features=radial_features, radial_hidden=radial_hidden,
             num_basis=num_basis, max_radius=max_radius, edge_attr_irreps=edge_attr_irreps,
-            node_attr_irreps=node_attr_irreps,
+            node_attr_irreps=node_attr_irreps, path_weights=path_weights,
         )  # fmt: skip
         super().__init__(kernel, **kwargs)
 

@@ -50,6 +50,9 @@ class SteerableKernel(nn.Module):
         edge_attr_irreps (str or Irreps, optional): Irreps of edge attributes :math:`e_{ij}`.
         node_attr_irreps (str or Irreps, optional): Irreps of node attributes :math:`a_i`, fed
             for both endpoints.
+        path_weights (str): ``"full"`` or ``"factorized"`` weights of the bilinear map
+            (:class:`EquivariantTensorProduct`; ``"factorized"`` bounds a subgroup's parameter count
+            near that of :math:`O(3)`). (default: ``"full"``)
     """
 
     irreps_features: o3.Irreps
@@ -61,8 +64,10 @@ class SteerableKernel(nn.Module):
         group: Union[str, Group] = "o3",
         edge_attr_irreps: Optional[IrrepsLike] = None,
         node_attr_irreps: Optional[IrrepsLike] = None,
+        path_weights: str = "full",
     ) -> None:
         super().__init__()
+        self.path_weights = path_weights
         self.irreps_in = as_irreps(irreps_in, "irreps_in")
         self.irreps_out = as_irreps(irreps_out, "irreps_out")
         self.group = get_group(group)
@@ -77,7 +82,9 @@ class SteerableKernel(nn.Module):
         self._attr_dims = tuple(None if irreps is None else irreps.dim for irreps in (self.edge_attr_irreps, self.node_attr_irreps))
 
     def _build_tensor_product(self) -> None:
-        self.tensor_product = EquivariantTensorProduct(self.irreps_in, self.irreps_features, self.irreps_out, self.group)
+        self.tensor_product = EquivariantTensorProduct(
+            self.irreps_in, self.irreps_features, self.irreps_out, self.group, path_weights=self.path_weights
+        )
 
     def attributes(
         self,
@@ -176,6 +183,7 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
             included; :obj:`1` gives a kernel linear in :math:`P(x) \oplus z`. (default: :obj:`2`)
         edge_attr_irreps (str or Irreps, optional): Irreps of edge attributes.
         node_attr_irreps (str or Irreps, optional): Irreps of node attributes (both endpoints).
+        path_weights (str): Weights of the bilinear map, see :class:`SteerableKernel`. (default: ``"full"``)
         activation (str): ``"gate"`` (exact) or ``"quotient_elu"`` (the paper's, approximate).
             (default: ``"gate"``)
         batch_norm (bool): Batch-normalise the harmonic polynomials. (default: :obj:`True`)
@@ -206,8 +214,9 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         activation: str = "gate",
         batch_norm: bool = True,
         sigma: Optional[float] = None,
+        path_weights: str = "full",
     ) -> None:
-        super().__init__(irreps_in, irreps_out, group, edge_attr_irreps, node_attr_irreps)
+        super().__init__(irreps_in, irreps_out, group, edge_attr_irreps, node_attr_irreps, path_weights)
         if not isinstance(mlp_layers, int) or mlp_layers < 1:
             raise ValueError(f"mlp_layers: expected an int >= 1, got {mlp_layers!r}")
         if sigma is not None and not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
@@ -291,6 +300,7 @@ class StandardKernel(SteerableKernel):
         max_radius (float): Range :math:`r_{max}` of that embedding. (default: :obj:`2.0`)
         edge_attr_irreps (str or Irreps, optional): Irreps of edge attributes.
         node_attr_irreps (str or Irreps, optional): Irreps of node attributes (both endpoints).
+        path_weights (str): Weights of the bilinear map, see :class:`SteerableKernel`. (default: ``"full"``)
 
     Shapes:
         - **input:** :math:`f: (E, d_{in})`, :math:`x: (E, 3)`, attributes :math:`(E, *)`
@@ -309,8 +319,9 @@ class StandardKernel(SteerableKernel):
         max_radius: float = 2.0,
         edge_attr_irreps: Optional[IrrepsLike] = None,
         node_attr_irreps: Optional[IrrepsLike] = None,
+        path_weights: str = "full",
     ) -> None:
-        super().__init__(irreps_in, irreps_out, group, edge_attr_irreps, node_attr_irreps)
+        super().__init__(irreps_in, irreps_out, group, edge_attr_irreps, node_attr_irreps, path_weights)
         if not isinstance(lmax, int) or lmax < 0:
             raise ValueError(f"lmax: expected a non-negative int, got {lmax!r}")
         if not max_radius > 0:
