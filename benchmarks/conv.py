@@ -152,16 +152,28 @@ def worker(method: str, group: str, edges: int, args) -> dict:
 
 
 def run_config(method: str, group: str, edges: int, args, baseline_dir: str | None = None) -> dict:
+    """Time from one worker process, peak memory from another: on the CPU the memory worker runs with
+    large blocks mmapped and unmapped when freed (glibc, no dynamic threshold), so its peak resident set
+    follows the peak of live tensors rather than what the heap kept; that slows allocation, so the
+    time comes from a worker with the default allocator."""
     python = args.escnn_python if method == "escnn" else sys.executable
-    env = dict(os.environ, PYTHONPATH=baseline_dir or REPOSITORY)
-    cmd = [python, os.path.abspath(__file__), "--worker", method.split("@")[0], group, str(edges), "--irreps", args.irreps,
-           "--repeats", str(args.repeats), "--memory-limit-gb", str(args.memory_limit_gb), "--degree", str(args.degree),
-           "--device", args.device]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=baseline_dir or REPOSITORY)
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        return {"error": "out of memory (killed)" if proc.returncode < 0 else (lines[-1][:80] if lines else "failed")}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = {}
+    for measure, repeats in (("time", args.repeats), ("memory", 1)):
+        env = dict(os.environ, PYTHONPATH=baseline_dir or REPOSITORY)
+        if measure == "memory" and args.device == "cpu":
+            env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+        cmd = [python, os.path.abspath(__file__), "--worker", method.split("@")[0], group, str(edges), "--irreps", args.irreps,
+               "--repeats", str(repeats), "--memory-limit-gb", str(args.memory_limit_gb), "--degree", str(args.degree),
+               "--device", args.device]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=baseline_dir or REPOSITORY)
+        if proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines()
+            return {"error": "out of memory (killed)" if proc.returncode < 0 else (lines[-1][:80] if lines else "failed")}
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        if "error" in out:
+            return out
+        result.update({"time_ms": out["time_ms"], "params": out["params"]} if measure == "time" else {"peak_mb": out["peak_mb"]})
+    return result
 
 
 def export_revision(revision: str) -> str:
@@ -219,7 +231,8 @@ def main() -> None:
         f"torch {torch.__version__}). Irreps `{args.irreps}` in and out, random graphs with {args.degree} edges per "
         f"node, forward + backward of `out.pow(2).sum()`, median of {args.repeats} runs after a warm-up. Peak memory: "
         + ("`torch.cuda.max_memory_allocated` over the passes, minus the memory held before them. " if args.device == "cuda"
-           else "growth of the process's peak resident set over the passes. ")
+           else "growth of the peak resident set over a forward + backward pass, in a separate process whose freed tensors "
+           "leave the resident set (glibc's `MALLOC_MMAP_THRESHOLD_=65536`; timed without it). ")
         + "`tfn`: e3nn's tensor-field-network layer (per-edge weights of `FullyConnectedTensorProduct(irreps, 1x0e+1x1o+1x2e, "
         "irreps)` from a radial MLP 10-64), O(3), the same layer in every row. `implicit` / `standard`: this checkout's "
         "ImplicitConv (kernel MLP `8x0e+8x1o+8x2e`, 2 layers) and StandardConv (8 radial functions per harmonic) for the "

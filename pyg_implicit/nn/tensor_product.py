@@ -55,15 +55,17 @@ def _chunks(n: int, width: int):
 
 
 class _SlotLayout(NamedTuple):
-    r"""Edges grouped by the row of :math:`x_1` they read, in slots of ``width`` edges.
+    r"""Edges sorted by the row of :math:`x_1` they read and grouped in slots of ``width`` edges.
 
-    A row with :math:`n` edges fills :math:`\lceil n / w \rceil` slots; edge ``order[k]`` sits in
-    slot ``slot[k]``, column ``col[k]``; ``slot_row[s]`` is the row slot ``s`` belongs to."""
+    A row with :math:`n` edges fills :math:`\lceil n / w \rceil` consecutive slots. The k-th edge in
+    sorted order is edge ``order[k]``; it sits in slot ``slot[k]`` at column ``col[k]``; slot ``s``
+    belongs to row ``slot_row[s]`` and holds the sorted edges ``edge_start[s]:edge_start[s + 1]``."""
 
     order: torch.Tensor  # [E]
-    slot: torch.Tensor  # [E]
+    slot: torch.Tensor  # [E], non-decreasing
     col: torch.Tensor  # [E]
     slot_row: torch.Tensor  # [S]
+    edge_start: torch.Tensor  # [S + 1]
     width: int
 
 
@@ -82,7 +84,34 @@ def _slot_layout(index: torch.Tensor, num_rows: int, d1: int) -> _SlotLayout:
     rank = torch.arange(index.numel(), device=index.device) - (torch.cumsum(degree, 0) - degree)[row]
     slot = (torch.cumsum(slots_per_row, 0) - slots_per_row)[row] + torch.div(rank, width, rounding_mode="floor")
     slot_row = torch.repeat_interleave(torch.arange(num_rows, device=index.device), slots_per_row)
-    return _SlotLayout(order, slot, rank % width, slot_row, width)
+    edge_start = torch.searchsorted(slot, torch.arange(slot_row.numel() + 1, device=index.device))
+    return _SlotLayout(order, slot, rank % width, slot_row, edge_start, width)
+
+
+def _slot_chunks(layout: _SlotLayout, d2: int, d_out: int):
+    """Consecutive slots and their sorted edges, ``(slots, edges)`` slices, such that each chunk's
+    transient blocks (:math:`P` ``[slots, d2, d_out]``, padded edges ``[slots, w, d2 + d_out]``) hold
+    about ``_CHUNK_ELEMENTS`` numbers."""
+    num_slots = layout.slot_row.numel()
+    step = max(1, _CHUNK_ELEMENTS // (d2 * d_out + layout.width * (d2 + d_out)))
+    starts = list(range(0, num_slots, step)) + [num_slots]
+    edges = layout.edge_start[starts].tolist()
+    return [(slice(a, b), slice(ea, eb)) for a, b, ea, eb in zip(starts, starts[1:], edges, edges[1:])]
+
+
+def _padded(x: torch.Tensor, layout: _SlotLayout, slots: slice, edges: slice) -> torch.Tensor:
+    """The rows of the sorted edges ``edges`` (of ``x`` ``[E, d]``, in edge order) in their slots
+    ``[slots, w, d]``, zero padded."""
+    out = x.new_zeros(slots.stop - slots.start, layout.width, x.shape[1])
+    out[layout.slot[edges] - slots.start, layout.col[edges]] = x[layout.order[edges]]
+    return out
+
+
+def _scatter_unpadded(out: torch.Tensor, x: torch.Tensor, layout: _SlotLayout, slots: slice, edges: slice) -> torch.Tensor:
+    """The inverse of :func:`_padded`: writes the edges' rows of ``x`` ``[slots, w, d]`` into ``out``
+    ``[E, d]`` (in edge order)."""
+    out[layout.order[edges]] = x[layout.slot[edges] - slots.start, layout.col[edges]]
+    return out
 
 
 class _GatheredBilinear(torch.autograd.Function):
@@ -94,60 +123,40 @@ class _GatheredBilinear(torch.autograd.Function):
     multiplied by it in one matrix product (edges grouped by source in slots, :class:`_SlotLayout`).
     Work: :math:`\approx N d_1 d_2 d_{out} + E d_2 d_{out}` multiply-adds instead of
     :math:`E d_1 d_2 d_{out}`: for :math:`E / N = 10` and :math:`d_1 = 144`, about 8x less, all in
-    matrix products. Only the inputs are saved; the :math:`P_s` are recomputed in backward, chunk by
-    chunk, which is written with differentiable operations (double backward works).
+    matrix products. Only the inputs are saved; slots are padded and the :math:`P_s` formed one
+    chunk at a time (recomputed in backward), so memory is :math:`O(E (d_1 + d_2 + d_{out}))` plus
+    a bounded block. The backward is written with differentiable operations (double backward works).
     """
 
     @staticmethod
     def forward(ctx, x1: torch.Tensor, index: torch.Tensor, x2: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
         d1, d2, d_out = T.shape
         layout = _slot_layout(index, x1.shape[0], d1)
-        ctx.save_for_backward(x1, x2, T, layout.order, layout.slot, layout.col, layout.slot_row)
+        ctx.save_for_backward(x1, x2, T, *layout[:-1])
         ctx.width = layout.width
-        return _gathered_forward(x1, x2, T, layout)
+        T2 = T.reshape(d1, d2 * d_out)
+        out = x2.new_empty(x2.shape[0], d_out)
+        for slots, edges in _slot_chunks(layout, d2, d_out):
+            P = (x1[layout.slot_row[slots]] @ T2).view(-1, d2, d_out)  # once per source node (slot)
+            _scatter_unpadded(out, torch.bmm(_padded(x2, layout, slots, edges), P), layout, slots, edges)
+        return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        x1, x2, T, order, slot, col, slot_row = ctx.saved_tensors
-        layout = _SlotLayout(order, slot, col, slot_row, ctx.width)
+        x1, x2, T, *saved = ctx.saved_tensors
+        layout = _SlotLayout(*saved, ctx.width)
         d1, d2, d_out = T.shape
         T2 = T.reshape(d1, d2 * d_out)
-        X2, G = _to_slots(x2, layout), _to_slots(grad_out, layout)  # [S, w, d2], [S, w, d_out]
-        grad_X2 = torch.empty_like(X2)
-        grad_x1, grad_T = torch.zeros_like(x1), torch.zeros_like(T2)
-        for rows in _chunks(slot_row.numel(), d2 * d_out):
-            x1_rows = x1[slot_row[rows]]
-            P = (x1_rows @ T2).view(-1, d2, d_out)  # recomputed
-            grad_X2[rows] = torch.bmm(G[rows], P.transpose(1, 2))
-            grad_P = torch.bmm(X2[rows].transpose(1, 2), G[rows]).view(-1, d2 * d_out)
-            grad_x1 = grad_x1.index_add(0, slot_row[rows], grad_P @ T2.T)
-            grad_T = grad_T + x1_rows.T @ grad_P
-        return grad_x1, None, _from_slots(grad_X2, layout), grad_T.view(d1, d2, d_out)
-
-
-def _to_slots(x: torch.Tensor, layout: _SlotLayout) -> torch.Tensor:
-    """Edge rows ``[E, d]`` into their slots ``[S, w, d]`` (zero padding)."""
-    out = x.new_zeros(layout.slot_row.numel(), layout.width, x.shape[1])
-    out[layout.slot, layout.col] = x[layout.order]
-    return out
-
-
-def _from_slots(x: torch.Tensor, layout: _SlotLayout) -> torch.Tensor:
-    """Slots ``[S, w, d]`` back to edge rows ``[E, d]``."""
-    out = x.new_empty(layout.order.numel(), x.shape[2])
-    out[layout.order] = x[layout.slot, layout.col]
-    return out
-
-
-def _gathered_forward(x1: torch.Tensor, x2: torch.Tensor, T: torch.Tensor, layout: _SlotLayout) -> torch.Tensor:
-    d1, d2, d_out = T.shape
-    T2 = T.reshape(d1, d2 * d_out)
-    X2 = _to_slots(x2, layout)
-    Y = X2.new_empty(X2.shape[0], X2.shape[1], d_out)
-    for rows in _chunks(layout.slot_row.numel(), d2 * d_out):
-        P = (x1[layout.slot_row[rows]] @ T2).view(-1, d2, d_out)  # [slots, d2, d_out]: once per source node
-        Y[rows] = torch.bmm(X2[rows], P)
-    return _from_slots(Y, layout)
+        grad_x2, grad_x1, grad_T = torch.empty_like(x2), torch.zeros_like(x1), torch.zeros_like(T2)
+        for slots, edges in _slot_chunks(layout, d2, d_out):
+            rows = layout.slot_row[slots]
+            P = (x1[rows] @ T2).view(-1, d2, d_out)  # recomputed
+            X2, G = _padded(x2, layout, slots, edges), _padded(grad_out, layout, slots, edges)
+            _scatter_unpadded(grad_x2, torch.bmm(G, P.transpose(1, 2)), layout, slots, edges)
+            grad_P = torch.bmm(X2.transpose(1, 2), G).view(-1, d2 * d_out)
+            grad_x1 = grad_x1.index_add(0, rows, grad_P @ T2.T)
+            grad_T = torch.addmm(grad_T, x1[rows].T, grad_P)
+        return grad_x1, None, grad_x2, grad_T.view(d1, d2, d_out)
 
 
 class EquivariantTensorProduct(nn.Module):
