@@ -11,7 +11,7 @@ from torch import nn
 from ..groups import Group, get_group
 from ..irreps import IrrepsLike, as_irreps, check_features, fields
 
-_CHUNK_ELEMENTS = 1 << 22  # entries of the transient [rows, d2, d_out] blocks of _DenseBilinear and _GatheredBilinear
+_CHUNK_ELEMENTS = 1 << 20  # entries of the transient [rows, d2, d_out] blocks of _DenseBilinear and _GatheredBilinear
 
 
 class _DenseBilinear(torch.autograd.Function):
