@@ -70,7 +70,7 @@ class _SlotLayout(NamedTuple):
 
 
 def _slot_layout(index: torch.Tensor, num_rows: int, d1: int) -> _SlotLayout:
-    """The slot width :math:`w` minimises the work :math:`S(w)\,(d_1 + w)` in units of
+    r"""The slot width :math:`w` minimises the work :math:`S(w)\,(d_1 + w)` in units of
     :math:`d_2 d_{out}` multiply-adds: each slot contracts its row with :math:`T` once
     (:math:`d_1`) and multiplies :math:`w` edge rows, padding included, by the result."""
     degree = torch.bincount(index, minlength=num_rows)
