@@ -171,8 +171,8 @@ class ImplicitConv(SteerableConv):
         sigma (float, optional): Initial width of the Gaussian shell; :obj:`None` sets it to twice
             the root-mean-square edge length of the first training batch. (default: :obj:`None`)
         path_weights (str): ``"full"`` or ``"factorized"`` weights of the bilinear map
-            (:class:`~pyg_implicit.nn.EquivariantTensorProduct`); ``"factorized"`` keeps a subgroup's
-            parameter count near that of :math:`O(3)`. (default: ``"full"``)
+            (:class:`~pyg_implicit.nn.EquivariantTensorProduct`); with ``"factorized"`` a subgroup's
+            parameter count grows with its admissible paths, not their basis size. (default: ``"full"``)
         **kwargs (optional): ``root_weight`` and ``bias`` of :class:`SteerableConv` (both
             :obj:`True` by default), and additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.

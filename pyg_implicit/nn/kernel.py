@@ -51,8 +51,8 @@ class SteerableKernel(nn.Module):
         node_attr_irreps (str or Irreps, optional): Irreps of node attributes :math:`a_i`, fed
             for both endpoints.
         path_weights (str): ``"full"`` or ``"factorized"`` weights of the bilinear map
-            (:class:`EquivariantTensorProduct`; ``"factorized"`` bounds a subgroup's parameter count
-            near that of :math:`O(3)`). (default: ``"full"``)
+            (:class:`EquivariantTensorProduct`; with ``"factorized"`` a subgroup's parameter count
+            grows with its admissible paths, not their basis size). (default: ``"full"``)
     """
 
     irreps_features: o3.Irreps

@@ -59,24 +59,28 @@ class _SlotLayout(NamedTuple):
 
     A row with :math:`n` edges fills :math:`\lceil n / w \rceil` consecutive slots. The k-th edge in
     sorted order is edge ``order[k]``; it sits in slot ``slot[k]`` at column ``col[k]``; slot ``s``
-    belongs to row ``slot_row[s]`` and holds the sorted edges ``edge_start[s]:edge_start[s + 1]``."""
+    belongs to row ``slot_row[s]``. ``chunks`` are ``(slots, edges)`` slices of consecutive slots and
+    their sorted edges, processed one at a time."""
 
     order: torch.Tensor  # [E]
     slot: torch.Tensor  # [E], non-decreasing
     col: torch.Tensor  # [E]
     slot_row: torch.Tensor  # [S]
-    edge_start: torch.Tensor  # [S + 1]
     width: int
+    chunks: list
 
 
-def _slot_layout(index: torch.Tensor, num_rows: int, d1: int) -> _SlotLayout:
+def _slot_layout(index: torch.Tensor, num_rows: int, d1: int, d2: int, d_out: int) -> _SlotLayout:
     r"""The slot width :math:`w` minimises the work :math:`S(w)\,(d_1 + w)` in units of
     :math:`d_2 d_{out}` multiply-adds: each slot contracts its row with :math:`T` once
-    (:math:`d_1`) and multiplies :math:`w` edge rows, padding included, by the result."""
+    (:math:`d_1`) and multiplies :math:`w` edge rows, padding included, by the result. Chunks hold
+    about ``_CHUNK_ELEMENTS`` numbers of transient blocks (:math:`P` ``[slots, d2, d_out]``, padded
+    edges ``[slots, w, d2 + d_out]``)."""
     degree = torch.bincount(index, minlength=num_rows)
-    max_degree = max(1, int(degree.max()))
+    host_degree = degree.cpu()  # the width is chosen on the host: one transfer, not one per candidate
+    max_degree = max(1, int(host_degree.max()))
     candidates = {max_degree} | {1 << k for k in range(max_degree.bit_length())}
-    cost = lambda w: int(((degree + w - 1) // w).sum()) * (d1 + w)  # noqa: E731
+    cost = lambda w: int(((host_degree + w - 1) // w).sum()) * (d1 + w)  # noqa: E731
     width = min(sorted(candidates), key=cost)
     slots_per_row = (degree + width - 1) // width
     order = torch.argsort(index, stable=True)
@@ -84,19 +88,12 @@ def _slot_layout(index: torch.Tensor, num_rows: int, d1: int) -> _SlotLayout:
     rank = torch.arange(index.numel(), device=index.device) - (torch.cumsum(degree, 0) - degree)[row]
     slot = (torch.cumsum(slots_per_row, 0) - slots_per_row)[row] + torch.div(rank, width, rounding_mode="floor")
     slot_row = torch.repeat_interleave(torch.arange(num_rows, device=index.device), slots_per_row)
-    edge_start = torch.searchsorted(slot, torch.arange(slot_row.numel() + 1, device=index.device))
-    return _SlotLayout(order, slot, rank % width, slot_row, edge_start, width)
-
-
-def _slot_chunks(layout: _SlotLayout, d2: int, d_out: int):
-    """Consecutive slots and their sorted edges, ``(slots, edges)`` slices, such that each chunk's
-    transient blocks (:math:`P` ``[slots, d2, d_out]``, padded edges ``[slots, w, d2 + d_out]``) hold
-    about ``_CHUNK_ELEMENTS`` numbers."""
-    num_slots = layout.slot_row.numel()
-    step = max(1, _CHUNK_ELEMENTS // (d2 * d_out + layout.width * (d2 + d_out)))
+    num_slots = slot_row.numel()
+    step = max(1, _CHUNK_ELEMENTS // (d2 * d_out + width * (d2 + d_out)))
     starts = list(range(0, num_slots, step)) + [num_slots]
-    edges = layout.edge_start[starts].tolist()
-    return [(slice(a, b), slice(ea, eb)) for a, b, ea, eb in zip(starts, starts[1:], edges, edges[1:])]
+    edges = torch.searchsorted(slot, torch.tensor(starts, device=index.device)).tolist()  # first sorted edge of each
+    chunks = [(slice(a, b), slice(ea, eb)) for a, b, ea, eb in zip(starts, starts[1:], edges, edges[1:])]
+    return _SlotLayout(order, slot, rank % width, slot_row, width, chunks)
 
 
 def _padded(x: torch.Tensor, layout: _SlotLayout, slots: slice, edges: slice) -> torch.Tensor:
@@ -107,11 +104,10 @@ def _padded(x: torch.Tensor, layout: _SlotLayout, slots: slice, edges: slice) ->
     return out
 
 
-def _scatter_unpadded(out: torch.Tensor, x: torch.Tensor, layout: _SlotLayout, slots: slice, edges: slice) -> torch.Tensor:
+def _scatter_unpadded(out: torch.Tensor, x: torch.Tensor, layout: _SlotLayout, slots: slice, edges: slice) -> None:
     """The inverse of :func:`_padded`: writes the edges' rows of ``x`` ``[slots, w, d]`` into ``out``
     ``[E, d]`` (in edge order)."""
     out[layout.order[edges]] = x[layout.slot[edges] - slots.start, layout.col[edges]]
-    return out
 
 
 class _GatheredBilinear(torch.autograd.Function):
@@ -131,12 +127,12 @@ class _GatheredBilinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x1: torch.Tensor, index: torch.Tensor, x2: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
         d1, d2, d_out = T.shape
-        layout = _slot_layout(index, x1.shape[0], d1)
-        ctx.save_for_backward(x1, x2, T, *layout[:-1])
-        ctx.width = layout.width
+        layout = _slot_layout(index, x1.shape[0], d1, d2, d_out)
+        ctx.save_for_backward(x1, x2, T, layout.order, layout.slot, layout.col, layout.slot_row)
+        ctx.width, ctx.chunks = layout.width, layout.chunks  # plain ints and slices, reused in backward
         T2 = T.reshape(d1, d2 * d_out)
         out = x2.new_empty(x2.shape[0], d_out)
-        for slots, edges in _slot_chunks(layout, d2, d_out):
+        for slots, edges in layout.chunks:
             P = (x1[layout.slot_row[slots]] @ T2).view(-1, d2, d_out)  # once per source node (slot)
             _scatter_unpadded(out, torch.bmm(_padded(x2, layout, slots, edges), P), layout, slots, edges)
         return out
@@ -144,11 +140,11 @@ class _GatheredBilinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         x1, x2, T, *saved = ctx.saved_tensors
-        layout = _SlotLayout(*saved, ctx.width)
+        layout = _SlotLayout(*saved, ctx.width, ctx.chunks)
         d1, d2, d_out = T.shape
         T2 = T.reshape(d1, d2 * d_out)
         grad_x2, grad_x1, grad_T = torch.empty_like(x2), torch.zeros_like(x1), torch.zeros_like(T2)
-        for slots, edges in _slot_chunks(layout, d2, d_out):
+        for slots, edges in layout.chunks:
             rows = layout.slot_row[slots]
             P = (x1[rows] @ T2).view(-1, d2, d_out)  # recomputed
             X2, G = _padded(x2, layout, slots, edges), _padded(grad_out, layout, slots, edges)
