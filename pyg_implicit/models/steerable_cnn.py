@@ -60,6 +60,8 @@ class SteerableCNN(DataDependentInit):
             (default: :obj:`True`)
         block_norm (bool): Pre-normalise every block (:class:`~pyg_implicit.nn.SteerableBlock`).
             (default: :obj:`False`)
+        update_layers (int): Linear layers of every block's node update
+            (:class:`~pyg_implicit.nn.SteerableBlock`). (default: :obj:`3`)
         head_layers (int): Linear layers of the head :math:`G`-MLP. (default: :obj:`2`)
         zero_output (bool): Start the head's last layer at zero (the output is then 0 at
             initialisation; turn it off when the output feeds further layers). (default: :obj:`True`)
@@ -88,6 +90,7 @@ class SteerableCNN(DataDependentInit):
         kernel_node_features: bool = False,
         input_norm: bool = True,
         block_norm: bool = False,
+        update_layers: int = 3,
         head_layers: int = 2,
         zero_output: bool = True,
         aggr: str = "variance_preserving",
@@ -107,7 +110,7 @@ class SteerableCNN(DataDependentInit):
         self.blocks = nn.ModuleList(
             SteerableBlock(self.irreps_hidden, self.group, kernel, edge_attr_irreps=edge_attr_irreps,
                            node_attr_irreps=node_attr_irreps, kernel_node_features=kernel_node_features, norm=block_norm,
-                           aggr=aggr, **conv_kwargs)
+                           update_layers=update_layers, aggr=aggr, **conv_kwargs)
             for _ in range(num_layers)
         )  # fmt: skip
         self.head = EquivariantMLP(self.irreps_hidden, self.irreps_hidden, self.irreps_out, head_layers, self.group)
