@@ -19,7 +19,9 @@ from pyg_implicit.training import add_training_arguments, config_from_args, coun
 MODELS = ("ik", "standard", "segnn", "mpnn")
 
 
-def nbody_model(name: str, width: int, group: str = "so2", springs: bool = True, path_weights: str = "full") -> NBodyPredictor:
+def nbody_model(
+    name: str, width: int, group: str = "so2", springs: bool = True, path_weights: str = "full", update_layers: int = 3
+) -> NBodyPredictor:
     r"""The N-body model ``name`` at width ``width``.
 
     * ``"ik"``: :class:`SteerableCNN` with implicit kernels for ``group``: node features
@@ -34,17 +36,20 @@ def nbody_model(name: str, width: int, group: str = "so2", springs: bool = True,
 
     ``springs=False`` builds the models for the paper's protocol (no spring indicator on the edges);
     ``path_weights`` is that of the ik / standard kernels' bilinear maps (``"factorized"`` spends
-    fewer parameters on them, so a budget buys wider node features).
+    fewer parameters on them, so a budget buys wider node features); ``update_layers`` the depth of
+    their blocks' node updates (the README's N-body ablation).
     """
     node, edge, out = NBodyConstrained.node_irreps, NBodyConstrained.edge_irreps if springs else None, "1x1o"
     vectors, kernel_width = (width + 1) // 2, 4
     hidden, kernel_hidden = f"{width}x0e+{vectors}x1o", f"{kernel_width}x0e+{kernel_width}x1o"
     if name == "ik":
         backbone = SteerableCNN(node, hidden, out, group, num_layers=4, edge_attr_irreps=edge, lmax=1,
-                                kernel_hidden_irreps=kernel_hidden, mlp_layers=3, path_weights=path_weights)  # fmt: skip
+                                kernel_hidden_irreps=kernel_hidden, mlp_layers=3, path_weights=path_weights,
+                                update_layers=update_layers)  # fmt: skip
     elif name == "standard":
         backbone = SteerableCNN(node, hidden, out, group, num_layers=4, kernel="standard", edge_attr_irreps=edge,
-                                lmax=1, radial_features=kernel_width, path_weights=path_weights)  # fmt: skip
+                                lmax=1, radial_features=kernel_width, path_weights=path_weights,
+                                update_layers=update_layers)  # fmt: skip
     elif name == "segnn":
         backbone = SEGNN(node, f"{vectors}x0e+{vectors}x1o", out, num_layers=4, lmax_attr=1, edge_attr_irreps=edge)
     elif name == "mpnn":
@@ -67,6 +72,7 @@ def parse_args(argv=None):
     parser.add_argument("--budget", type=int, help="choose the width whose parameter count is closest to this")
     parser.add_argument("--no-springs", action="store_true", help="the paper's protocol: no spring indicator on the edges")
     parser.add_argument("--path-weights", choices=("full", "factorized"), default="full", help="bilinear-map weights of ik / standard")
+    parser.add_argument("--update-layers", type=int, default=3, help="linear layers of the node update of ik / standard blocks")
     add_training_arguments(parser, epochs=200, batch_size=128, lr=5e-4, weight_decay=1e-12, lr_step=25)
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--eval-size", type=int, default=128, help="systems in the validation and in the test set")
@@ -84,10 +90,10 @@ def main(argv=None) -> dict:
             splits = [NBodyConstrained(args.data_root, args.stiffness, split, size, springs=not args.no_springs)
                       for split, size in [("train", args.train_size), ("val", args.eval_size), ("test", args.eval_size)]]  # fmt: skip
         seed_everything(args.seed)  # the initial weights depend on the seed too
-        build = lambda width: nbody_model(args.model, width, args.group, not args.no_springs, args.path_weights)  # noqa: E731
+        build = lambda width: nbody_model(args.model, width, args.group, not args.no_springs, args.path_weights, args.update_layers)  # noqa: E731
         model, width = match_budget(build, args.budget) if args.budget else (build(args.width), args.width)
         extra = {"task": "nbody", "model": tag, "stiffness": args.stiffness, "width": width, "springs": not args.no_springs,
-                 "path_weights": args.path_weights}  # fmt: skip
+                 "path_weights": args.path_weights, "update_layers": args.update_layers}  # fmt: skip
         config = config_from_args(args, out_dir, extra)
         metrics = fit(model, *splits, mse, config)
     print(json.dumps({"model": tag, "stiffness": args.stiffness, "width": width,
