@@ -55,12 +55,13 @@ class SteerableBlock(DataDependentInit):
         edge_attr_irreps (str or Irreps, optional): Irreps of edge attributes :math:`e_{ij}`.
         node_attr_irreps (str or Irreps, optional): Irreps of fixed node attributes :math:`a_i`.
         kernel_node_features (bool): Feed :math:`h_i, h_j` to the kernel. (default: :obj:`False`)
-        update_layers (int): Linear layers of the update :math:`G`-MLP. The message is linear in the
-            features, so the update holds every nonlinearity of the block; three layers give it the
-            depth of a message MLP plus an update MLP (EGNN, our MPNN). Measured on the N-body task
-            (SO(2), 40 epochs, 3 seeds, equal parameter count, k = 1000): test MSE 2.4e-3 with 2
-            layers, 1.5e-3 with 3, 1.1e-3 with 4 (k = 0 and 100: 3 within the seed spread of 2, 4
-            worse); wider hidden layers instead (2 layers, twice the width) 2.6e-3. (default: :obj:`3`)
+        update_layers (int): Linear layers of the update :math:`G`-MLP. Unless the kernel sees the
+            features, the message is linear in them, so the update holds every nonlinearity of the
+            block; three layers give it the depth of a message MLP plus an update MLP (EGNN, our
+            MPNN). Measured on the N-body task (SO(2), 40 epochs, 3 seeds, equal parameter count,
+            k = 1000): test MSE 2.4e-3 with 2 layers, 1.5e-3 with 3, 1.1e-3 with 4 (k = 0 and 100: 3
+            within the seed spread of 2, 4 worse); wider hidden layers instead (2 layers, twice the
+            width) 2.6e-3. (default: :obj:`3`)
         norm (bool): Pre-normalise the input with :class:`~pyg_implicit.nn.EquivariantBatchNorm`;
             needed with ``kernel_node_features``. (default: :obj:`False`)
         residual_angle (float): :math:`\theta`. (default: :math:`\pi/8`)
