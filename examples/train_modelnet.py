@@ -8,10 +8,11 @@
 
 Inputs at `--points` points (`--input`): the normals (a vector field) where the data has them,
 else the sign-free axes of normals estimated from the `--k` nearest points (a 2e field), or none
-(a constant scalar). Training shapes are rotated by a random element of `--augment` (default:
-rotations about z); the test set is rotated by `--test-rotation` (default: none). A fifth of the
-training shapes (seeded, `--val-fraction`) is held out for checkpoint selection. Label-smoothed
-cross-entropy, AdamW.
+(a constant scalar). Training shapes are rotated by a random element of `--augment` (default: the
+model's group). The test accuracy is measured on the test set as given and under random elements
+of each `--rotated-test` group (default: the model's group, which an exactly invariant model does
+not notice, and all rotations, which a model of a subgroup does). A fifth of the training shapes
+(seeded, `--val-fraction`) is held out for checkpoint selection. Label-smoothed cross-entropy, AdamW.
 """
 import argparse
 import json
@@ -59,8 +60,8 @@ def parse_args(argv=None):
     parser.add_argument("--points", type=int, default=1024)
     parser.add_argument("--levels", type=int, nargs="+", default=[1024, 512, 256, 128, 64, 32], help="points per convolution")
     parser.add_argument("--k", type=int, default=16, help="neighbours per point")
-    parser.add_argument("--augment", default="so2", help="group of the training rotations ('trivial': none)")
-    parser.add_argument("--test-rotation", default="trivial", help="group of the test rotations")
+    parser.add_argument("--augment", help="group of the training rotations (default: --group; 'trivial': none)")
+    parser.add_argument("--rotated-test", nargs="*", help="groups of the rotated test sets (default: --group and so3)")
     add_training_arguments(parser, epochs=200, batch_size=32, lr=1e-3, weight_decay=1e-4, lr_step=25)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--val-fraction", type=float, default=0.2)
@@ -71,6 +72,8 @@ def parse_args(argv=None):
     parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_MODELNET_ROOT", "data_cache/modelnet"))
     parser.add_argument("--out-dir", help="default: runs/modelnet/<kernel>-<group>_s<seed>")
     args = parser.parse_args(argv)
+    args.augment = args.augment or args.group
+    args.rotated_test = [args.group, "so3"] if args.rotated_test is None else args.rotated_test
     if args.levels[0] > args.points:
         parser.error(f"--levels: the first level ({args.levels[0]}) cannot exceed --points ({args.points})")
     return args
@@ -97,7 +100,7 @@ def main(argv=None) -> dict:
         features = [EstimateNormalAxes(args.k)] if args.input == "normal_axis" else []  # after the rotation: a 2e field
         hierarchy = KNNHierarchy(args.levels, args.k)
         train_transform = Compose([*sample, RandomRotation(args.augment), *features, hierarchy])
-        test_transform = Compose([*sample, RandomRotation(args.test_rotation), *features, hierarchy])
+        test_transform = Compose([*sample, *features, hierarchy])
         train_all.transform, test_set.transform = train_transform, test_transform
         perm = torch.from_numpy(np.random.default_rng(args.seed).permutation(len(train_all)))
         n_val = max(1, round(args.val_fraction * len(train_all)))
@@ -114,17 +117,22 @@ def main(argv=None) -> dict:
 
         extra = {"task": "modelnet", "group": args.group, "kernel": args.kernel, "input": args.input, "width": width, "readout": readout,
                  "sizes": [len(train_set), len(val_set), len(test_set)], "augment": args.augment,
-                 "test_rotation": args.test_rotation, "points": args.points, "levels": args.levels, "k": args.k,
+                 "rotated_test": args.rotated_test, "points": args.points, "levels": args.levels, "k": args.k,
                  "data": train_all.report}  # fmt: skip
         config = config_from_args(args, out_dir, extra)
         metrics = fit(model, train_set, val_set, test_set, loss_fn, config)
         torch.manual_seed(args.seed)  # the test set's sampling and rotations
         metrics["test_accuracy"] = accuracy(model, test_set, args.batch_size)
+        metrics["rotated_test_accuracy"] = {}
+        for group in args.rotated_test:
+            test_set.transform = Compose([*sample, RandomRotation(group), *features, hierarchy])
+            metrics["rotated_test_accuracy"][group] = accuracy(model, test_set, args.batch_size)
     if rank == 0:
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=1)
     print(json.dumps({"group": args.group, "kernel": args.kernel, "width": width, "readout": readout,
-                      "parameters": count_parameters(model), "test_accuracy": metrics["test_accuracy"]}))  # fmt: skip
+                      "parameters": count_parameters(model), "test_accuracy": metrics["test_accuracy"],
+                      "rotated_test_accuracy": metrics["rotated_test_accuracy"]}))  # fmt: skip
     return metrics
 
 

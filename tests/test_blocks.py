@@ -102,6 +102,28 @@ def test_block_is_equivariant_inside_and_not_outside(float64, group):
         assert equivariance_error(block, outside(group), args, actions, block.irreps_out).min() > 1e-4
 
 
+@pytest.mark.parametrize("group", ["o3", "so2", "c4"])
+def test_downsampling_block_is_equivariant_and_a_block_on_all_points(float64, group):
+    """On a bipartite graph onto a subset of the points the block is equivariant (with the norm and
+    kernel node features, which see both sides); onto all points it is the ordinary block."""
+    pos, index = torch.randn(30, 3), torch.arange(0, 30, 3)
+    source, target = torch.arange(30).repeat(10), torch.arange(10).repeat_interleave(30)
+    keep = (pos[source] - pos[index][target]).norm(dim=-1) < 1.5  # every target gathers from its ball
+    edge_index = torch.stack([source[keep], target[keep]])
+    block = SteerableBlock("4x0e+2x1o+1x2e", group, kernel_node_features=True, norm=True, lmax=2, hidden_irreps="4x0e+2x1o").eval()
+    h = torch.randn(30, block.irreps_in.dim)
+
+    def downsample(h, pos):
+        return block((h, h[index]), (pos, pos[index]), edge_index)
+
+    assert downsample(h, pos).shape == (10, block.irreps_in.dim)
+    assert_equivariant(downsample, group, (h, pos), (block.irreps_in, "cartesian_points"), block.irreps_out, tolerance=1e-9)
+    if get_group(group).name != "o3":
+        assert equivariance_error(downsample, outside(group), (h, pos), (block.irreps_in, "cartesian_points"), block.irreps_out).min() > 1e-4
+    full = knn_graph(pos, 6)
+    torch.testing.assert_close(block((h, h), (pos, pos), full), block(h, pos, full), rtol=0, atol=1e-12)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("group", ["o3", "so2", "c4"])
 def test_deep_network_keeps_its_scale_at_initialisation(group):

@@ -170,6 +170,25 @@ def test_classifier_float32_and_wrong_levels(train):
         model(fewer)
 
 
+@pytest.mark.parametrize("group, kernel", [("o3", "implicit"), ("so2", "standard"), ("c4", "implicit")])
+def test_classifier_keeps_the_scale_of_its_input_through_the_levels(train, group, kernel):
+    """At initialisation (set on the first training batch) the features reaching the readout have
+    the second moment of the standardised input, within [0.5, 2], on another batch."""
+    transform = Compose([NormalizeUnitBall(), FixedPoints(128, replace=False, allow_duplicates=True),
+                         KNNHierarchy((128, 64, 32, 16, 8), k=8)])  # fmt: skip
+    torch.manual_seed(0)
+    first, second = (next(iter(DataLoader([transform(train[i]) for i in ids], batch_size=8))) for ids in (range(0, 120, 15), range(5, 120, 15)))
+    model = PointCloudClassifier("4x0e+4x1o+2x2e", 40, group, num_layers=5, kernel=kernel, readout=16).train()
+    seen = {}
+    model.head.register_forward_hook(lambda module, args, out: seen.__setitem__("h", args[0]))
+    model.input_norm.register_forward_hook(lambda module, args, out: seen.__setitem__("x", out))
+    with torch.no_grad():
+        model(first)
+        model(second)
+    ratio = float(seen["h"].pow(2).mean() / seen["x"].pow(2).mean())
+    assert 0.5 <= ratio <= 2.0, ratio
+
+
 def test_train_modelnet_runs_two_steps(tmp_path, root, train):
     import sys
 
@@ -191,7 +210,8 @@ FULL = os.path.join(MODELNET_DIR, "modelnet40_full_1024pts_xyz.npz")
 def test_whole_modelnet_loads_with_the_official_split_and_class_counts(tmp_path):
     from pyg_implicit.datasets.modelnet import FULL_SIZES, TRAIN_COUNTS
 
-    train, test = ModelNetPoints(str(tmp_path), "train"), ModelNetPoints(str(tmp_path), "test")  # the default source when shared
+    ModelNetPoints(str(tmp_path), "test", source="resampled", max_points=16)  # unpacks the shared subset into raw/ ...
+    train, test = ModelNetPoints(str(tmp_path), "train"), ModelNetPoints(str(tmp_path), "test")  # ... still the default when shared
     assert (train.source, len(train), len(test)) == ("full", FULL_SIZES["train"], FULL_SIZES["test"]) == ("full", 9843, 2468)
     assert train.classes == sorted(TRAIN_COUNTS) and len(train.classes) == 40
     counts = torch.bincount(train.y, minlength=40).tolist()

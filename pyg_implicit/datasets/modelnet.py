@@ -5,7 +5,8 @@ r"""ModelNet-40 point clouds (Wu et al., 2015), with or without surface normals,
 0. the whole ModelNet-40 as one NumPy archive of positions only
    (``modelnet40_full_1024pts_xyz.npz``: 9,843 train / 2,468 test shapes of 1,024 points, unit
    sphere, z up; ``train_points``, ``train_labels``, ``train_names``, the same for ``test_``, and
-   ``classes``), the default when it is present and ``root/raw`` holds none of the others;
+   ``classes``), the default when it is present and ``root/raw`` holds none of the others (a
+   folder unpacked there from the shared subset's archive does not count);
 1. the widely used ``modelnet40_normal_resampled`` folder (PointNet++): one text file of lines
    ``x,y,z,nx,ny,nz`` per shape, ``modelnet40_shape_names.txt`` and the official
    ``modelnet40_train.txt`` / ``modelnet40_test.txt`` lists or, for shapes they do not name, the
@@ -38,6 +39,9 @@ from .paths import file_fingerprint, shared_data_dir
 __all__ = ["ModelNetPoints", "read_full_npz", "read_resampled", "read_meshes", "read_npz"]
 
 RESAMPLED = "modelnet40_normal_resampled"
+UNPACKED = ".unpacked_from_archive"
+"""Marks a ``RESAMPLED`` folder unpacked from an archive (the shared subset), which ``source="auto"``
+does not take for a user's download."""
 TRAIN_COUNTS = dict(  # official training shapes per class (9,843 in all; the other 2,468 are the test set)
     airplane=626, bathtub=106, bed=515, bench=173, bookshelf=572, bottle=335, bowl=64, car=197, chair=889,
     cone=167, cup=79, curtain=138, desk=200, door=109, dresser=200, flower_pot=149, glass_box=171, guitar=155,
@@ -199,9 +203,10 @@ class ModelNetPoints(CachedDataset):
         self.archive, self.npz_path = archive or default_archive(), npz_path or default_npz()
         self.full_path = full_path or default_full_npz()
         if source == "auto":
-            raw = osp.join(root, "raw")
-            source = ("mesh" if osp.isdir(osp.join(raw, "ModelNet40")) and not osp.isdir(osp.join(raw, RESAMPLED))
-                      else "resampled" if osp.isdir(osp.join(raw, RESAMPLED)) or archive is not None
+            raw, resampled = osp.join(root, "raw"), osp.join(root, "raw", RESAMPLED)
+            downloaded = osp.isdir(resampled) and not osp.exists(osp.join(resampled, UNPACKED))
+            source = ("mesh" if osp.isdir(osp.join(raw, "ModelNet40")) and not downloaded
+                      else "resampled" if downloaded or archive is not None
                       else "npz" if npz_path is not None
                       else "full" if osp.exists(self.full_path)
                       else "resampled" if osp.exists(self.archive) else "npz")  # fmt: skip
@@ -235,6 +240,8 @@ class ModelNetPoints(CachedDataset):
                 raise ValueError(f"ModelNet archive {self.archive} is unreadable: {error}") from error
             if not osp.isdir(folder):
                 raise FileNotFoundError(f"ModelNet archive {self.archive} holds no {RESAMPLED}/ folder")
+            with open(osp.join(folder, UNPACKED), "w") as f:
+                f.write(self.archive + "\n")
 
     def _shapes(self) -> Tuple[Iterator[Shape], List[str]]:
         if self.source == "resampled":

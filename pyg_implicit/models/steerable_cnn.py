@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from ..checkpoint import saveable
 from ..groups import Group, get_group
 from ..nn import EquivariantLinear, EquivariantMLP, SteerableBlock
-from ..nn import DataDependentInit
+from ..nn.data_init import DataDependentInit, match_second_moment
 from ..irreps import IrrepsLike, as_irreps
 from ..nn.norm import running_batch_norm
 
@@ -142,7 +142,7 @@ class SteerableCNN(DataDependentInit):
         x = self.input_norm(x) if self.input_norm is not None else x
         h = self.embedding(x)
         if self._init_pending and self.training and x.shape[0] > 0:
-            h = h * _match_second_moment(self.embedding, h, x)
+            h = h * match_second_moment(self.embedding, h, x)
             self._set_init_pending(False)
         for block in self.blocks:
             h = block(h, pos, edge_index, edge_attr, node_attr)
@@ -154,12 +154,3 @@ class SteerableCNN(DataDependentInit):
             f"{self.irreps_out}, group={self.group.name}, kernel={self.kernel})"
         )
 
-
-@torch.no_grad()
-def _match_second_moment(layer: nn.Module, out: Tensor, target: Tensor) -> float:
-    """Scale ``layer``'s weights so that its output ``out`` gets the second moment of ``target``;
-    returns the factor (applied to ``out`` by the caller, for this first batch)."""
-    mean_square = float(out.pow(2).mean())
-    factor = (float(target.pow(2).mean()) / mean_square) ** 0.5 if mean_square > 0 else 1.0
-    layer.scale_weights_(factor)
-    return factor

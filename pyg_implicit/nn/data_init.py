@@ -1,10 +1,10 @@
-"""A flag for data-dependent initialisation: some initial values are set by the first training batch."""
+"""Data-dependent initialisation: a flag for modules whose initial values the first training batch sets, and the rescaling they use."""
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-__all__ = ["DataDependentInit"]
+__all__ = ["DataDependentInit", "match_second_moment"]
 
 
 class DataDependentInit(nn.Module):
@@ -24,3 +24,13 @@ class DataDependentInit(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._init_pending = bool(self.init_pending)
+
+
+@torch.no_grad()
+def match_second_moment(layer: nn.Module, out: Tensor, target: Tensor) -> float:
+    """Scale ``layer``'s weights so that its output ``out`` gets the second moment of ``target``;
+    returns the factor (applied to ``out`` by the caller, for this first batch)."""
+    mean_square = float(out.pow(2).mean())
+    factor = (float(target.pow(2).mean()) / mean_square) ** 0.5 if mean_square > 0 else 1.0
+    layer.scale_weights_(factor)
+    return factor
