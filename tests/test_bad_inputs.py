@@ -98,3 +98,12 @@ def test_empty_shared_data_variable_is_not_the_current_folder(monkeypatch):
     assert shared_data_dir() != os.path.normpath("")
     monkeypatch.setenv("PYG_IMPLICIT_SHARED_DATA", "/somewhere/data")
     assert shared_data_dir() == "/somewhere/data"
+
+
+def test_block_names_its_own_bad_arguments():
+    from pyg_implicit.nn import SteerableBlock
+
+    with pytest.raises(ValueError, match="update_layers: expected an int >= 1"):
+        SteerableBlock("2x0e+1x1o", "so2", update_layers=0)
+    with pytest.raises(ValueError, match="kernel: expected one of"):
+        SteerableBlock("2x0e+1x1o", "so2", kernel="dense")

@@ -105,6 +105,8 @@ class SteerableBlock(DataDependentInit):
         super().__init__()
         if kernel not in KERNELS:
             raise ValueError(f"kernel: expected one of {sorted(KERNELS)}, got {kernel!r}")
+        if not isinstance(update_layers, int) or update_layers < 1:
+            raise ValueError(f"update_layers: expected an int >= 1 (linear layers of the node update), got {update_layers!r}")
         self.irreps_in = self.irreps_out = as_irreps(irreps, "irreps")
         self.group = get_group(group)
         self.kernel_node_features = kernel_node_features
