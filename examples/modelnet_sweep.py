@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=60000, help="parameters of every model (width and readout matched)")
     parser.add_argument("--source", default="auto", help="the data (train_modelnet.py --source)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time, in separate processes")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: the table of the runs that have finished")
     parser.add_argument("--out-dir", help="default: runs/modelnet_sweep/<preset>")
     parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_MODELNET_ROOT", "data_cache/modelnet"))
     args = parser.parse_args()
@@ -57,6 +58,8 @@ def main() -> None:
 
     # seeds outermost: a partial sweep still compares all models
     cells = [(seed, group, kernel) for seed in seeds for group in args.groups for kernel in args.kernels]
+    if args.report_only:
+        cells = [c for c in cells if os.path.exists(os.path.join(out_dir, f"{c[2]}-{c[1]}_s{c[0]}", "metrics.json"))]
     jobs = [(os.path.join(out_dir, f"{kernel}-{group}_s{seed}"), common + ["--group", group, "--kernel", kernel, "--seed", str(seed)])
             for seed, group, kernel in cells]  # fmt: skip
     results = {}
@@ -71,14 +74,14 @@ def main() -> None:
               f"({metrics['parameters']} params, width {extra['width']}, {metrics['train_seconds']:.0f} s)", flush=True)  # fmt: skip
 
     lines = [
-        f"ModelNet-40 test accuracy (%), mean ± std over seeds {seeds}, on the test set as given and under random rotations (SO(3)); "
+        f"ModelNet-40 test accuracy (%), mean ± std over the seeds (of {seeds}) that finished, on the test set as given and under random rotations (SO(3)); "
         f"`python examples/modelnet_sweep.py --preset {args.preset}`: {preset['points']} points, levels {preset['levels']}, "
         f"k = {preset['k']}, {epochs} epochs, batch 32, AdamW lr {preset['lr']:g} halved every {preset['lr_step']} epochs, "
         f"training rotations by the model's group, best-on-validation checkpoint (20% of the training shapes held out); "
         f"parameter budget {args.budget} (width w: hidden w x (0e + 1o + 2e)). Test loss: label-smoothed cross-entropy (chance: ln 40 = 3.689).",
         "",
-        "| group | implicit | standard | implicit, rotated | standard, rotated | test loss (impl./std.) | width (impl./std.) | params (impl./std.) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| group | implicit | standard | implicit, rotated | standard, rotated | test loss (impl./std.) | width (impl./std.) | params (impl./std.) | seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for group, runs in results.items():
         widths = "/".join(str(runs[k][0]["width"]) if k in runs else "-" for k in ("implicit", "standard"))
@@ -86,7 +89,8 @@ def main() -> None:
         losses = "/".join(cell(runs, k, lambda r: r["test_loss"], 1, 2) for k in ("implicit", "standard"))
         given = [cell(runs, k, lambda r: r["test_accuracy"], 100, 1) for k in ("implicit", "standard")]
         rotated = [cell(runs, k, lambda r: r["rotated_test_accuracy"]["so3"], 100, 1) for k in ("implicit", "standard")]
-        lines.append(f"| {group} | {' | '.join(given)} | {' | '.join(rotated)} | {losses} | {widths} | {params} |")
+        counts = "/".join(str(len(runs.get(k, []))) for k in ("implicit", "standard"))
+        lines.append(f"| {group} | {' | '.join(given)} | {' | '.join(rotated)} | {losses} | {widths} | {params} | {counts} |")
     table = "\n".join(lines)
     print(table)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
@@ -97,11 +101,11 @@ def main() -> None:
 
 
 def cell(runs: dict, kernel: str, value, scale: float, digits: int) -> str:
-    """``mean ± std`` of ``value(run)`` over the seeds of one kernel, or ``-``."""
+    """``mean ± std`` of ``value(run)`` over the seeds of one kernel, the value alone for one seed, or ``-``."""
     if kernel not in runs:
         return "-"
     values = scale * np.array([value(r) for r in runs[kernel]])
-    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}" if len(values) > 1 else f"{values[0]:.{digits}f}"
 
 
 def plot(results: dict, kernels: list, path: str) -> None:
