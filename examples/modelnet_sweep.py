@@ -2,7 +2,7 @@
 O(3), implicit against standard kernels, every model at one parameter budget.
 
     python examples/modelnet_sweep.py --jobs 2             # CPU preset on the whole ModelNet-40 (when shared): 8 groups x
-                                                           # 2 kernels x 3 seeds, ~2 h on 2 cores
+                                                           # 2 kernels x 3 seeds, ~4.5 h on 2 cores
     python examples/modelnet_sweep.py --source resampled   # the same on the 156-shape subset (minutes)
     python examples/modelnet_sweep.py --preset paper --jobs 8   # 1024 points, 200 epochs (GPU)
 
