@@ -197,8 +197,9 @@ def test_train_modelnet_runs_two_steps(tmp_path, root, train):
 
     metrics = main(["--group", "c4", "--kernel", "standard", "--points", "64", "--levels", "64", "16", "--k", "4",
                     "--width", "1", "--readout", "8", "--epochs", "2", "--batch-size", "16", "--max-points", "512",
-                    "--data-root", root, "--out-dir", str(tmp_path / "run"), "--no-progress"])  # fmt: skip
+                    "--source", "resampled", "--data-root", root, "--out-dir", str(tmp_path / "run"), "--no-progress"])  # fmt: skip
     assert len(metrics["history"]) == 2 and 0 <= metrics["test_accuracy"] <= 1
+    assert set(metrics["rotated_test_accuracy"]) == {"c4", "so3"}  # the model's group and all rotations
     with open(tmp_path / "run" / "metrics.json") as f:
         assert json.load(f)["config"]["extra"]["group"] == "c4"
 
