@@ -153,4 +153,3 @@ class SteerableCNN(DataDependentInit):
             f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_hidden} x {len(self.blocks)} -> "
             f"{self.irreps_out}, group={self.group.name}, kernel={self.kernel})"
         )
-
