@@ -99,8 +99,11 @@ def main(argv=None) -> dict:
             args.input = "normal" if getattr(train_all[0], "normal", None) is not None else "normal_axis"
         features = [EstimateNormalAxes(args.k)] if args.input == "normal_axis" else []  # after the rotation: a 2e field
         hierarchy = KNNHierarchy(args.levels, args.k)
-        train_transform = Compose([*sample, RandomRotation(args.augment), *features, hierarchy])
-        test_transform = Compose([*sample, *features, hierarchy])
+
+        def pipeline(*rotation):  # sample, rotate (if given), features after the rotation, levels
+            return Compose([*sample, *rotation, *features, hierarchy])
+
+        train_transform, test_transform = pipeline(RandomRotation(args.augment)), pipeline()
         train_all.transform, test_set.transform = train_transform, test_transform
         perm = torch.from_numpy(np.random.default_rng(args.seed).permutation(len(train_all)))
         n_val = max(1, round(args.val_fraction * len(train_all)))
@@ -125,7 +128,7 @@ def main(argv=None) -> dict:
         metrics["test_accuracy"] = accuracy(model, test_set, args.batch_size)
         metrics["rotated_test_accuracy"] = {}
         for group in args.rotated_test:
-            test_set.transform = Compose([*sample, RandomRotation(group), *features, hierarchy])
+            test_set.transform = pipeline(RandomRotation(group))
             metrics["rotated_test_accuracy"][group] = accuracy(model, test_set, args.batch_size)
     if rank == 0:
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
