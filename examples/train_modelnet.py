@@ -80,10 +80,11 @@ def parse_args(argv=None):
 
 
 @torch.no_grad()
-def accuracy(model, dataset, batch_size: int) -> float:
+def accuracy(model, dataset, batch_size: int, num_workers: int = 0) -> float:
     model.eval()
     device = next(model.parameters()).device
-    correct = sum(int((model(b.to(device)).argmax(-1) == b.y).sum()) for b in DataLoader(dataset, batch_size=batch_size))
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    correct = sum(int((model(b.to(device)).argmax(-1) == b.y).sum()) for b in loader)
     return correct / len(dataset)
 
 
@@ -125,11 +126,11 @@ def main(argv=None) -> dict:
         config = config_from_args(args, out_dir, extra)
         metrics = fit(model, train_set, val_set, test_set, loss_fn, config)
         torch.manual_seed(args.seed)  # the test set's sampling and rotations
-        metrics["test_accuracy"] = accuracy(model, test_set, args.batch_size)
+        metrics["test_accuracy"] = accuracy(model, test_set, args.batch_size, args.workers)
         metrics["rotated_test_accuracy"] = {}
         for group in args.rotated_test:
             test_set.transform = pipeline(RandomRotation(group))
-            metrics["rotated_test_accuracy"][group] = accuracy(model, test_set, args.batch_size)
+            metrics["rotated_test_accuracy"][group] = accuracy(model, test_set, args.batch_size, args.workers)
     if rank == 0:
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=1)

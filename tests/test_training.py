@@ -36,6 +36,17 @@ def test_training_writes_metrics_checkpoints_and_resumes(tmp_path):
     assert not [name for name in os.listdir(out) if ".tmp" in name]  # checkpoints are written through a rename
 
 
+def test_worker_processes_and_time_limit(tmp_path):
+    args = ["--model", "mpnn", "--epochs", "2", "--data-root", str(tmp_path / "data")] + SMALL
+    plain = train_nbody(args + ["--out-dir", str(tmp_path / "plain")])
+    workers = train_nbody(args + ["--out-dir", str(tmp_path / "workers"), "--workers", "2"])
+    assert [r["train_loss"] for r in workers["history"]] == [r["train_loss"] for r in plain["history"]]
+    assert workers["test_loss"] == plain["test_loss"] and not plain["stopped_early"]
+    # a spent wall-clock budget starts no epoch: the initial weights are tested, and the run says it stopped
+    stopped = train_nbody(args + ["--out-dir", str(tmp_path / "stopped"), "--time-limit", "0"])
+    assert stopped["stopped_early"] and stopped["history"] == [] and stopped["best_epoch"] == -1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["segnn", "mpnn", "standard"])
 def test_baselines_train(tmp_path, model):

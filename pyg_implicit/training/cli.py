@@ -21,11 +21,14 @@ def add_training_arguments(
     parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the batch order")
     parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--time-limit", type=float, help="minutes of training after which no further epoch starts")
 
 
 def config_from_args(args: argparse.Namespace, out_dir: str, extra: dict) -> TrainConfig:
     """The :class:`TrainConfig` of options added by :func:`add_training_arguments`."""
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, lr_step=args.lr_step,
-        lr_decay=args.lr_decay, seed=args.seed, out_dir=out_dir, resume=args.resume, progress=not args.no_progress, extra=extra,
+        lr_decay=args.lr_decay, seed=args.seed, out_dir=out_dir, resume=args.resume, progress=not args.no_progress,
+        num_workers=args.workers, time_limit=None if args.time_limit is None else 60 * args.time_limit, extra=extra,
     )  # fmt: skip

@@ -1,5 +1,5 @@
 r"""The training loop every example shares: AdamW, step decay, best-on-validation checkpoint,
-``--resume``, JSON metrics, a progress bar and seeding.
+``--resume``, JSON metrics, a progress bar, seeding, DataLoader workers and a wall-clock budget.
 
 Started as ``python script.py`` it trains in one process; inside :func:`~pyg_implicit.training.distributed`
 (``torchrun --nproc_per_node N script.py``) it trains with ``DistributedDataParallel``, each process
@@ -17,7 +17,7 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -49,6 +49,8 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     eval_every: int = 1
+    num_workers: int = 0  # DataLoader worker processes (the transforms of a batch run in them)
+    time_limit: Optional[float] = None  # seconds of training after which no further epoch starts
     extra: dict = field(default_factory=dict)  # recorded in metrics.json as given (task, model, ...)
 
 
@@ -83,7 +85,11 @@ def fit(
     Writes ``out_dir/last.pt`` (everything needed to resume) every epoch, ``out_dir/best.pt``
     (model weights) when the validation loss improves and ``out_dir/metrics.json`` (config,
     parameter count, per-epoch history with each epoch's training seconds, best epoch, test loss of
-    the best model, training seconds summed over resumed segments).
+    the best model, training seconds summed over resumed segments, ``stopped_early``).
+
+    With ``config.time_limit`` set, no epoch starts once the training seconds (resumed segments
+    included) have passed it: a fixed wall-clock budget. The learning-rate schedule still counts
+    epochs, so choose ``lr_step`` for the epochs that fit.
 
     Returns:
         The metrics dictionary.
@@ -123,12 +129,20 @@ def fit(
         if world_size > 1
         else None
     )
-    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator)
-    val_loader = DataLoader(val_set, batch_size=config.batch_size)
+    # Workers start anew each epoch (not persistent): each epoch's iterator then draws from
+    # ``generator`` as with ``num_workers=0``, so the batch order does not depend on the worker
+    # count (random transforms do: each worker seeds its own from the same generator).
+    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator,
+                              num_workers=config.num_workers)  # fmt: skip
+    val_loader = DataLoader(val_set, batch_size=config.batch_size, num_workers=config.num_workers)
     start_time = time.time()
     epochs = range(start_epoch, config.epochs)
     bar = tqdm(epochs, desc=os.path.basename(config.out_dir), disable=not config.progress or rank != 0)
+    stopped_early = False
     for epoch in bar:
+        if config.time_limit is not None and seconds_before + time.time() - start_time >= config.time_limit:
+            stopped_early = True
+            break
         if sampler is not None:
             sampler.set_epoch(epoch)
         train_model.train()
@@ -163,7 +177,7 @@ def fit(
         dist.barrier()  # rank 0 has written best.pt
     if os.path.exists(best_path):
         model.load_state_dict(load_checkpoint(best_path, map_location=device))
-    test_loss = evaluate(model, DataLoader(test_set, batch_size=config.batch_size), loss_fn, device)
+    test_loss = evaluate(model, DataLoader(test_set, batch_size=config.batch_size, num_workers=config.num_workers), loss_fn, device)
     metrics = {
         "config": asdict(config),
         "parameters": num_params,
@@ -172,6 +186,7 @@ def fit(
         "best_val_loss": best_val,
         "test_loss": test_loss,
         "train_seconds": seconds_before + time.time() - start_time,
+        "stopped_early": stopped_early,
         "history": history,
     }
     if rank == 0:
