@@ -14,7 +14,6 @@ import os
 
 import torch
 import torch.nn.functional as F
-from torch_geometric.loader import DataLoader
 
 from pyg_implicit import save_model
 from pyg_implicit.datasets import RotatedMNIST
@@ -33,20 +32,20 @@ def hidden_irreps(k: int) -> str:
     return "+".join(f"{m}x{ir}" for m, ir in zip(muls, ("0e", "1o", "2e")) if m)
 
 
-def build_model(name: str, size: int, group: str, kernel_width: int = 8) -> torch.nn.Module:
+def build_model(name: str, size: int, group: str, kernel_width: int = 8, dropout: float = 0.3) -> torch.nn.Module:
     if name in ("z2cnn", "z2cnn-ien"):
-        return GCNN("z2", size)
+        return GCNN("z2", size, dropout=dropout)
     if name in ("p4cnn", "p4mcnn"):
-        return GCNN(name[:-3], size)
+        return GCNN(name[:-3], size, dropout=dropout)
     if name == "ik":
         kernel_hidden = f"{kernel_width}x0e+{kernel_width}x1o+{kernel_width}x2e"
         return SteerableImageCNN(hidden_irreps(size), group, kernel_hidden_irreps=kernel_hidden)
     raise ValueError(f"model: expected one of {MODELS}, got {name!r}")
 
 
-def sized_model(name: str, group: str, budget: int):
+def sized_model(name: str, group: str, budget: int, dropout: float = 0.3):
     """The model closest to ``budget`` parameters: channels first, then (implicit kernels) the kernel MLP's width."""
-    model, size = match_budget(lambda s: build_model(name, s, group), budget)
+    model, size = match_budget(lambda s: build_model(name, s, group, dropout=dropout), budget)
     if name != "ik":
         return model, size, None
     model, kernel_width = match_budget(lambda w: build_model(name, size, group, w), budget)
@@ -58,6 +57,7 @@ def parse_args(argv=None):
     parser.add_argument("--model", choices=MODELS, default="p4cnn")
     parser.add_argument("--group", default="c4", help="group of the implicit-kernel CNN (c4, d4, so2, ...)")
     parser.add_argument("--ien-weight", type=float, default=0.1, help="weight of the equivariance loss (z2cnn-ien)")
+    parser.add_argument("--dropout", type=float, default=0.3, help="dropout after every hidden layer of the G-CNNs (z2cnn, p4cnn, p4mcnn)")
     add_training_arguments(parser, epochs=30, batch_size=128, lr=1e-3, weight_decay=1e-4, lr_step=10)
     parser.add_argument("--train-size", type=int, help="use fewer training images (quick runs)")
     parser.add_argument("--test-size", type=int, help="use fewer test images (quick runs)")
@@ -67,12 +67,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-@torch.no_grad()
-def error_rate(model, dataset, batch_size: int) -> float:
-    model.eval()
-    device = next(model.parameters()).device
-    wrong = sum(int((model(b.x.to(device)).argmax(-1) != b.y.to(device)).sum()) for b in DataLoader(dataset, batch_size=batch_size))
-    return wrong / len(dataset)
+def error(net, batch):
+    """Misclassified fraction of a batch (the validation curve and the test error)."""
+    return (net(batch.x).argmax(-1) != batch.y).double().mean(), batch.num_graphs
 
 
 def main(argv=None) -> dict:
@@ -86,9 +83,9 @@ def main(argv=None) -> dict:
         seed_everything(args.seed)  # the initial weights depend on the seed too
         budget = count_parameters(GCNN("z2"))
         if args.model in ("z2cnn", "z2cnn-ien"):
-            model, size, kernel_width = build_model(args.model, 20, args.group), 20, None
+            model, size, kernel_width = build_model(args.model, 20, args.group, dropout=args.dropout), 20, None
         else:
-            model, size, kernel_width = sized_model(args.model, args.group, budget)
+            model, size, kernel_width = sized_model(args.model, args.group, budget, args.dropout)
         ien = None
         if args.model == "z2cnn-ien":  # logits invariant, hidden maps equivariant with channels as 5 x 4 orientations
             sample, rotate = image_rotations("c4")
@@ -106,8 +103,8 @@ def main(argv=None) -> dict:
         extra = {"task": "rotated_mnist", "model": tag, "size": size, "kernel_width": kernel_width, "sizes": [len(s) for s in splits],
                  "ien_weight": args.ien_weight if ien is not None else None}  # fmt: skip
         config = config_from_args(args, out_dir, extra)
-        metrics = fit(model, *splits, loss_fn, config)
-        metrics["test_error"] = error_rate(model, splits[2], 256)
+        metrics = fit(model, *splits, loss_fn, config, metric_fn=error)
+        metrics["test_error"] = metrics["test_metric"]
     if rank == 0:
         save_model(model.cpu(), os.path.join(out_dir, "model.pt"))
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:

@@ -119,12 +119,15 @@ def main(argv=None) -> dict:
         def loss_fn(model, batch):
             return F.cross_entropy(model(batch), batch.y, label_smoothing=args.label_smoothing), batch.num_graphs
 
+        def error(model, batch):  # the validation curve
+            return (model(batch).argmax(-1) != batch.y).double().mean(), batch.num_graphs
+
         extra = {"task": "modelnet", "group": args.group, "kernel": args.kernel, "input": args.input, "width": width, "readout": readout,
                  "sizes": [len(train_set), len(val_set), len(test_set)], "augment": args.augment,
                  "rotated_test": args.rotated_test, "points": args.points, "levels": args.levels, "k": args.k,
                  "data": train_all.report}  # fmt: skip
         config = config_from_args(args, out_dir, extra)
-        metrics = fit(model, train_set, val_set, test_set, loss_fn, config)
+        metrics = fit(model, train_set, val_set, test_set, loss_fn, config, metric_fn=error)
         torch.manual_seed(args.seed)  # the test set's sampling and rotations
         metrics["test_accuracy"] = accuracy(model, test_set, args.batch_size, args.workers)
         metrics["rotated_test_accuracy"] = {}

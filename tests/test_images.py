@@ -91,6 +91,7 @@ def test_train_images_runs_and_the_saved_model_loads(tmp_path, model):
                     "--batch-size", "32", "--data-root", str(tmp_path / "data"), "--out-dir", str(tmp_path / "run"),
                     "--no-progress"])  # fmt: skip
     assert len(metrics["history"]) == 2 and 0 <= metrics["test_error"] <= 1
+    assert all(0 <= r["val_metric"] <= 1 for r in metrics["history"])  # the validation error curve
     with open(tmp_path / "run" / "metrics.json") as f:
         extra = json.load(f)["config"]["extra"]
     assert extra["model"].startswith(model.split("-")[0])

@@ -92,3 +92,29 @@ def test_run_once_reuses_finished_runs_and_resumes_interrupted_ones(tmp_path):
     other.mkdir()
     assert list(run_many([(str(run_dir), ["--epochs", "3"]), (str(other), [])], train)) == [{"test_loss": 1.5}] * 2
     assert calls[-1] == ["--out-dir", str(other)] and len(calls) == 2  # in order, finished runs read
+
+
+def test_fit_records_a_validation_metric_and_the_test_metric(tmp_path):
+    from torch_geometric.data import Data
+    from torch_geometric.loader import DataLoader
+
+    from pyg_implicit.training import TrainConfig, evaluate, fit
+
+    def make(n):
+        return [Data(x=x[None], y=2.0 * x[:1]) for x in torch.randn(n, 3)]
+
+    def mse(net, batch):
+        return (net(batch.x)[:, 0] - batch.y).pow(2).mean(), batch.num_graphs
+
+    def mae(net, batch):
+        return (net(batch.x)[:, 0] - batch.y).abs().mean(), batch.num_graphs
+
+    torch.manual_seed(0)
+    model, (train, val, test) = torch.nn.Linear(3, 1), (make(32), make(16), make(16))
+    config = TrainConfig(epochs=3, batch_size=8, lr=1e-2, out_dir=str(tmp_path / "run"), progress=False)
+    metrics = fit(model, train, val, test, mse, config, metric_fn=mae)
+    assert all("val_metric" in r for r in metrics["history"])
+    # both are those of the best-on-validation weights, which fit leaves in the model
+    best = metrics["history"][metrics["best_epoch"]]
+    assert evaluate(model, DataLoader(val, batch_size=8), mae, torch.device("cpu")) == pytest.approx(best["val_metric"])
+    assert evaluate(model, DataLoader(test, batch_size=8), mae, torch.device("cpu")) == pytest.approx(metrics["test_metric"])

@@ -17,7 +17,7 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..models.budget import count_parameters
 
-__all__ = ["TrainConfig", "LossFn", "fit", "evaluate", "seed_everything"]
+__all__ = ["TrainConfig", "LossFn", "fit", "evaluate", "evaluate_many", "seed_everything"]
 
 LossFn = Callable[[nn.Module, object], Tuple[Tensor, int]]
 
@@ -60,16 +60,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, loss_fn: LossFn, device: torch.device) -> float:
     """Average of ``loss_fn`` over ``loader`` (weighted by the counts)."""
+    return evaluate_many(model, loader, [loss_fn], device)[0]
+
+
+@torch.no_grad()
+def evaluate_many(model: nn.Module, loader: DataLoader, fns: Sequence[LossFn], device: torch.device) -> List[float]:
+    """Averages of each of ``fns`` over ``loader`` (weighted by the counts), in one pass."""
     model.eval()
-    total, count = 0.0, 0
+    totals, counts = [0.0] * len(fns), [0] * len(fns)
     for batch in loader:
-        loss, n = loss_fn(model, batch.to(device))
-        total += float(loss) * n
-        count += n
-    return total / max(count, 1)
+        batch = batch.to(device)
+        for i, fn in enumerate(fns):
+            value, n = fn(model, batch)
+            totals[i] += float(value) * n
+            counts[i] += n
+    return [total / max(count, 1) for total, count in zip(totals, counts)]
 
 
 def fit(
@@ -79,6 +86,7 @@ def fit(
     test_set,
     loss_fn: LossFn,
     config: TrainConfig,
+    metric_fn: Optional[LossFn] = None,
 ) -> dict:
     """Train ``model``, keep the best-on-validation weights, evaluate them on ``test_set``.
 
@@ -91,6 +99,10 @@ def fit(
     included) have passed it: a fixed wall-clock budget. The learning-rate schedule still counts
     epochs, so choose ``lr_step`` for the epochs that fit.
 
+    ``metric_fn`` (same signature as ``loss_fn``), when given, is averaged over the validation set
+    at every evaluation (``val_metric`` in the history, e.g. an error rate) and over the test set
+    (``test_metric``); the checkpoint is still chosen by the validation loss.
+
     Returns:
         The metrics dictionary.
     """
@@ -100,6 +112,7 @@ def fit(
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if active else (0, 1)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     seed_everything(config.seed)
+    fns = [loss_fn] + ([metric_fn] if metric_fn is not None else [])
     model = model.to(device)
     num_params = count_parameters(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -158,7 +171,9 @@ def fit(
         record = {"epoch": epoch, "train_loss": total / max(count, 1), "lr": optimizer.param_groups[0]["lr"],
                   "seconds": time.time() - epoch_start}  # fmt: skip
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            record["val_loss"] = evaluate(model, val_loader, loss_fn, device)
+            record["val_loss"], *metric = evaluate_many(model, val_loader, fns, device)
+            if metric:
+                record["val_metric"] = metric[0]
             if record["val_loss"] < best_val:
                 best_val, best_epoch = record["val_loss"], epoch
                 if rank == 0:
@@ -177,7 +192,8 @@ def fit(
         dist.barrier()  # rank 0 has written best.pt
     if os.path.exists(best_path):
         model.load_state_dict(load_checkpoint(best_path, map_location=device))
-    test_loss = evaluate(model, DataLoader(test_set, batch_size=config.batch_size, num_workers=config.num_workers), loss_fn, device)
+    test_loader = DataLoader(test_set, batch_size=config.batch_size, num_workers=config.num_workers)
+    test_loss, *test_metric = evaluate_many(model, test_loader, fns, device)
     metrics = {
         "config": asdict(config),
         "parameters": num_params,
@@ -185,6 +201,7 @@ def fit(
         "best_epoch": best_epoch,
         "best_val_loss": best_val,
         "test_loss": test_loss,
+        **({"test_metric": test_metric[0]} if test_metric else {}),
         "train_seconds": seconds_before + time.time() - start_time,
         "stopped_early": stopped_early,
         "history": history,
