@@ -118,3 +118,31 @@ def test_fit_records_a_validation_metric_and_the_test_metric(tmp_path):
     best = metrics["history"][metrics["best_epoch"]]
     assert evaluate(model, DataLoader(val, batch_size=8), mae, torch.device("cpu")) == pytest.approx(best["val_metric"])
     assert evaluate(model, DataLoader(test, batch_size=8), mae, torch.device("cpu")) == pytest.approx(metrics["test_metric"])
+
+
+@pytest.mark.parametrize("kind", ["torch", "e3nn", "equivariant"])
+def test_precise_bn_averages_the_batch_statistics_with_dropout_off(kind):
+    from e3nn import nn as e3nn_nn
+
+    from pyg_implicit.nn import EquivariantBatchNorm
+    from pyg_implicit.training.precise_bn import batch_norms, recompute_batch_norm_statistics
+
+    irreps = "2x0e+1x1o"
+    norm = {"torch": lambda: torch.nn.BatchNorm1d(5), "e3nn": lambda: e3nn_nn.BatchNorm(irreps),
+            "equivariant": lambda: EquivariantBatchNorm(irreps, "so2")}[kind]()  # fmt: skip
+    model = torch.nn.Sequential(torch.nn.Linear(5, 5), torch.nn.Dropout(0.5), norm).train()
+    momentum = norm.momentum
+    batches = [torch.randn(16, 5) * (i + 1) + i for i in range(3)]
+    assert batch_norms(model) == [norm]
+
+    def stats(xs):
+        assert recompute_batch_norm_statistics(model, xs, model) == len(xs)
+        return [b.clone() for name, b in norm.named_buffers() if name.startswith("running")]
+
+    alone = [stats([x]) for x in batches]  # each batch's own statistics, without dropout (deterministic)
+    assert all(torch.equal(a, b) for a, b in zip(stats(batches[:1]), alone[0]))
+    together = stats(batches)
+    for i, value in enumerate(together):
+        torch.testing.assert_close(value, sum(a[i] for a in alone) / len(alone))
+    assert model.training and model[1].training and norm.momentum == momentum  # mode and momentum restored
+    assert recompute_batch_norm_statistics(torch.nn.Linear(2, 2), batches, model) == 0  # no batch norm: nothing runs

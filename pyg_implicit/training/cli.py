@@ -9,7 +9,8 @@ __all__ = ["add_training_arguments", "config_from_args"]
 
 
 def add_training_arguments(
-    parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float, weight_decay: float, lr_step: int, lr_decay: float = 0.5
+    parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float, weight_decay: float, lr_step: int, lr_decay: float = 0.5,
+    precise_bn: int = 0,
 ) -> None:
     """The options every training script shares (``--epochs`` ... ``--no-progress``), with its defaults."""
     parser.add_argument("--epochs", type=int, default=epochs)
@@ -23,6 +24,8 @@ def add_training_arguments(
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--time-limit", type=float, help="minutes of training after which no further epoch starts")
+    parser.add_argument("--precise-bn", type=int, default=precise_bn,
+                        help="recompute batch-norm statistics on this many training batches (dropout off) before each evaluation; 0: off")
 
 
 def config_from_args(args: argparse.Namespace, out_dir: str, extra: dict) -> TrainConfig:
@@ -30,5 +33,6 @@ def config_from_args(args: argparse.Namespace, out_dir: str, extra: dict) -> Tra
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, lr_step=args.lr_step,
         lr_decay=args.lr_decay, seed=args.seed, out_dir=out_dir, resume=args.resume, progress=not args.no_progress,
-        num_workers=args.workers, time_limit=None if args.time_limit is None else 60 * args.time_limit, extra=extra,
+        num_workers=args.workers, time_limit=None if args.time_limit is None else 60 * args.time_limit,
+        precise_bn=args.precise_bn, extra=extra,
     )  # fmt: skip

@@ -16,6 +16,7 @@ import math
 import os
 import random
 import time
+from itertools import islice
 from dataclasses import asdict, dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..models.budget import count_parameters
+from .precise_bn import recompute_batch_norm_statistics
 
 __all__ = ["TrainConfig", "LossFn", "fit", "evaluate", "evaluate_many", "seed_everything"]
 
@@ -51,6 +53,7 @@ class TrainConfig:
     eval_every: int = 1
     num_workers: int = 0  # DataLoader worker processes (the transforms of a batch run in them)
     time_limit: Optional[float] = None  # seconds of training after which no further epoch starts
+    precise_bn: int = 0  # training batches that batch-norm statistics are recomputed on before each evaluation (0: off)
     extra: dict = field(default_factory=dict)  # recorded in metrics.json as given (task, model, ...)
 
 
@@ -98,6 +101,11 @@ def fit(
     With ``config.time_limit`` set, no epoch starts once the training seconds (resumed segments
     included) have passed it: a fixed wall-clock budget. The learning-rate schedule still counts
     epochs, so choose ``lr_step`` for the epochs that fit.
+
+    With ``config.precise_bn = n > 0`` the running statistics of every batch norm are recomputed
+    on the first ``n`` training batches, dropout off, before each evaluation
+    (:func:`~pyg_implicit.training.precise_bn.recompute_batch_norm_statistics`): the evaluated
+    network is then normalised as it will be used, not with averages of dropped-out activations.
 
     ``metric_fn`` (same signature as ``loss_fn``), when given, is averaged over the validation set
     at every evaluation (``val_metric`` in the history, e.g. an error rate) and over the test set
@@ -148,6 +156,7 @@ def fit(
     train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator,
                               num_workers=config.num_workers)  # fmt: skip
     val_loader = DataLoader(val_set, batch_size=config.batch_size, num_workers=config.num_workers)
+    precise_loader = DataLoader(train_set, batch_size=config.batch_size, num_workers=config.num_workers)  # fixed order
     start_time = time.time()
     epochs = range(start_epoch, config.epochs)
     bar = tqdm(epochs, desc=os.path.basename(config.out_dir), disable=not config.progress or rank != 0)
@@ -171,6 +180,8 @@ def fit(
         record = {"epoch": epoch, "train_loss": total / max(count, 1), "lr": optimizer.param_groups[0]["lr"],
                   "seconds": time.time() - epoch_start}  # fmt: skip
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            if config.precise_bn > 0:
+                recompute_batch_norm_statistics(model, islice(precise_loader, config.precise_bn), lambda b: loss_fn(model, b.to(device)))
             record["val_loss"], *metric = evaluate_many(model, val_loader, fns, device)
             if metric:
                 record["val_metric"] = metric[0]
