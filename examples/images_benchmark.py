@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--lr-step", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time, in separate processes")
+    parser.add_argument("--train-size", type=int, help="use fewer training images (quick runs)")
+    parser.add_argument("--test-size", type=int, help="use fewer test images (quick runs)")
     parser.add_argument("--out-dir", default="runs/images_benchmark")
     parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_MNIST_ROOT", "data_cache/rotated_mnist"))
     args = parser.parse_args()
@@ -49,6 +51,7 @@ def main() -> None:
         RotatedMNIST(args.data_root, split)
     cells = [(seed, label) for seed in args.seeds for label in args.models]  # seeds outermost: a partial benchmark compares all models
     common = ["--epochs", str(args.epochs), "--lr-step", str(args.lr_step), "--data-root", args.data_root, "--no-progress"]
+    common += [f"--{name}-size={getattr(args, f'{name}_size')}" for name in ("train", "test") if getattr(args, f"{name}_size")]
     jobs = [(os.path.join(args.out_dir, f"{'_'.join(MODELS[label][1::2])}_s{seed}"), MODELS[label] + common + ["--seed", str(seed)])
             for seed, label in cells]  # fmt: skip
     results = {}

@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import os
 import pickle
@@ -128,6 +129,8 @@ def _decode(value: Any) -> Any:
 
 def _build(spec: dict) -> nn.Module:
     name = spec.get("class")
+    if name not in _REGISTRY:  # the package's own models register when pyg_implicit.models is imported
+        importlib.import_module(f"{__package__}.models")
     if name not in _REGISTRY:
         raise ValueError(f"checkpoint: unknown model class {name!r}; known: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name](**{key: _decode(value) for key, value in spec["config"].items()})

@@ -134,3 +134,16 @@ def test_corrupt_or_foreign_files_get_clear_errors(tmp_path):
     with pytest.raises(TypeError, match="not a saveable model"):
         save_model(torch.nn.Linear(2, 2), str(tmp_path / "x.pt"))
     assert not os.path.exists(tmp_path / "x.pt")
+
+
+def test_load_model_in_a_fresh_interpreter_finds_the_model_classes(tmp_path):
+    import subprocess
+    import sys
+
+    from pyg_implicit.models.gcnn import GCNN
+
+    path = str(tmp_path / "gcnn.pt")
+    save_model(GCNN("p4", 2), path)
+    code = f"import pyg_implicit; print(type(pyg_implicit.load_model({path!r})).__name__)"  # the README's one-liner, nothing else imported
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "GCNN", proc.stderr[-2000:]

@@ -97,3 +97,21 @@ def test_train_images_runs_and_the_saved_model_loads(tmp_path, model):
     assert extra["model"].startswith(model.split("-")[0])
     loaded = load_model(str(tmp_path / "run" / "model.pt")).eval()  # the documented one-liner
     assert loaded(torch.rand(5, 1, 28, 28)).shape == (5, 10)
+
+
+@pytest.mark.slow
+@needs_data
+def test_benchmark_runs_jobs_in_parallel_and_plots_the_curves(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, os.path.join(root, "examples", "images_benchmark.py"), "--models", "Z2CNN", "P4CNN", "--seeds", "0",
+           "--epochs", "2", "--lr-step", "1", "--train-size", "64", "--test-size", "64", "--jobs", "2",
+           "--out-dir", str(tmp_path / "bench"), "--data-root", str(tmp_path / "data")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "bench" / "results.json").read_text())["results"]
+    assert set(results) == {"Z2CNN", "P4CNN"} and all(len(runs[0]["val_error"]) == 2 for runs in results.values())
+    assert "| P4CNN |" in (tmp_path / "bench" / "results.md").read_text() and (tmp_path / "bench" / "curves.png").exists()

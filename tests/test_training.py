@@ -146,3 +146,15 @@ def test_precise_bn_averages_the_batch_statistics_with_dropout_off(kind):
         torch.testing.assert_close(value, sum(a[i] for a in alone) / len(alone))
     assert model.training and model[1].training and norm.momentum == momentum  # mode and momentum restored
     assert recompute_batch_norm_statistics(torch.nn.Linear(2, 2), batches, model) == 0  # no batch norm: nothing runs
+
+
+def test_precise_bn_with_dropout_on_gives_the_inflated_statistics():
+    from pyg_implicit.training.precise_bn import recompute_batch_norm_statistics
+
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(4))
+    batches = [torch.randn(4096, 4)]
+    recompute_batch_norm_statistics(model, batches, model)
+    plain = model[1].running_var.clone()
+    recompute_batch_norm_statistics(model, batches, model, dropout=True)
+    # inverted dropout keeps the mean and doubles E[x^2] at p = 0.5: the variance of standard normals doubles
+    torch.testing.assert_close(model[1].running_var / plain, torch.full((4,), 2.0), atol=0.15, rtol=0)

@@ -27,7 +27,7 @@ def batch_norms(model: nn.Module) -> List[nn.Module]:
 
 
 @torch.no_grad()
-def recompute_batch_norm_statistics(model: nn.Module, batches: Iterable, forward: Callable[[object], object]) -> int:
+def recompute_batch_norm_statistics(model: nn.Module, batches: Iterable, forward: Callable[[object], object], dropout: bool = False) -> int:
     r"""Set the running statistics of every batch norm of ``model`` to the mean over ``batches``.
 
     The batch norms run in training mode (they normalise with, and record, the batch statistics),
@@ -39,6 +39,8 @@ def recompute_batch_norm_statistics(model: nn.Module, batches: Iterable, forward
         model (nn.Module): The network.
         batches (iterable): Training batches.
         forward (callable): ``forward(batch)`` runs the model on one batch (its result is unused).
+        dropout (bool): Run every module in training mode instead (dropout on): the statistics that
+            the running averages of plain training estimate, for comparison. (default: :obj:`False`)
 
     Returns:
         The number of batches used (0 when ``model`` has no batch norm: nothing runs).
@@ -47,7 +49,7 @@ def recompute_batch_norm_statistics(model: nn.Module, batches: Iterable, forward
     if not norms:
         return 0
     was_training, momenta = model.training, [m.momentum for m in norms]
-    model.eval()
+    model.train(dropout)
     for m in norms:
         m.train()
     count = 0
