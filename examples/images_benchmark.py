@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--lr-step", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time, in separate processes")
+    parser.add_argument("--dropout", type=float, default=0.3, help="dropout after every hidden layer of the G-CNNs (the rest have none)")
     parser.add_argument("--train-size", type=int, help="use fewer training images (quick runs)")
     parser.add_argument("--test-size", type=int, help="use fewer test images (quick runs)")
     parser.add_argument("--out-dir", default="runs/images_benchmark")
@@ -50,7 +51,8 @@ def main() -> None:
     for split in ("train", "val", "test"):  # built and cached once here, not by several processes at the same time
         RotatedMNIST(args.data_root, split)
     cells = [(seed, label) for seed in args.seeds for label in args.models]  # seeds outermost: a partial benchmark compares all models
-    common = ["--epochs", str(args.epochs), "--lr-step", str(args.lr_step), "--data-root", args.data_root, "--no-progress"]
+    common = ["--epochs", str(args.epochs), "--lr-step", str(args.lr_step), "--dropout", str(args.dropout), "--data-root", args.data_root,
+              "--no-progress"]  # fmt: skip
     common += [f"--{name}-size={getattr(args, f'{name}_size')}" for name in ("train", "test") if getattr(args, f"{name}_size")]
     jobs = [(os.path.join(args.out_dir, f"{'_'.join(MODELS[label][1::2])}_s{seed}"), MODELS[label] + common + ["--seed", str(seed)])
             for seed, label in cells]  # fmt: skip
@@ -64,9 +66,10 @@ def main() -> None:
 
     lines = [
         f"Rotated MNIST test error (%), mean ± std over seeds {args.seeds}: 10,000 training / 2,000 validation / 48,000 test "
-        f"digits, {args.epochs} epochs, batch 128, AdamW lr 1e-3 halved every {args.lr_step} epochs, batch-norm statistics "
-        f"recomputed without dropout before each validation, best-on-validation checkpoint "
-        f"(`python examples/images_benchmark.py --epochs {args.epochs} --lr-step {args.lr_step} --seeds {' '.join(map(str, args.seeds))}`). "
+        f"digits, {args.epochs} epochs, batch 128, AdamW lr 1e-3 halved every {args.lr_step} epochs, G-CNN dropout {args.dropout:g}, "
+        f"batch-norm statistics recomputed without dropout before each validation, best-on-validation checkpoint "
+        f"(`python examples/images_benchmark.py --epochs {args.epochs} --lr-step {args.lr_step} --dropout {args.dropout:g} "
+        f"--seeds {' '.join(map(str, args.seeds))}`). "
         f"Last epochs: the validation error of the last five epochs, mean over seeds (flat when converged).",
         "",
         "| model | params | test error (%) | min / max over seeds | G-CNN paper (%) | val. error, last 5 epochs (%) | best epoch | seconds / run |",
