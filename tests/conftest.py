@@ -39,3 +39,14 @@ def random_head(model):
         elif isinstance(module, MPNN):
             module.head[-1].reset_parameters()
     return model
+
+
+def run_example(script: str, *args: str, timeout: int = 300) -> None:
+    """Run ``examples/<script>`` in a fresh interpreter (one CPU thread, the checkout on the path); fail with its stderr."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, os.path.join(root, "examples", script), *args], capture_output=True, text=True, timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -13,6 +13,7 @@ from pyg_implicit.groups import rotation_z
 from pyg_implicit.models import SteerableImageCNN
 from pyg_implicit.nn.dense_conv import transform_field_image
 from pyg_implicit.groups import get_group
+from conftest import run_example
 from pyg_implicit.nn.image_action import transform_image
 
 MNIST_DIR = os.path.join(shared_data_dir(), "mnist")
@@ -102,16 +103,9 @@ def test_train_images_runs_and_the_saved_model_loads(tmp_path, model):
 @pytest.mark.slow
 @needs_data
 def test_benchmark_runs_jobs_in_parallel_and_plots_the_curves(tmp_path):
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cmd = [sys.executable, os.path.join(root, "examples", "images_benchmark.py"), "--models", "Z2CNN", "P4CNN", "--seeds", "0",
-           "--epochs", "2", "--lr-step", "1", "--train-size", "64", "--test-size", "64", "--jobs", "2",
-           "--out-dir", str(tmp_path / "bench"), "--data-root", str(tmp_path / "data")]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_example("images_benchmark.py", "--models", "Z2CNN", "P4CNN", "--seeds", "0", "--epochs", "2", "--lr-step", "1",
+                "--train-size", "64", "--test-size", "64", "--jobs", "2", "--out-dir", str(tmp_path / "bench"),
+                "--data-root", str(tmp_path / "data"), timeout=600)  # fmt: skip
     results = json.loads((tmp_path / "bench" / "results.json").read_text())["results"]
     assert set(results) == {"Z2CNN", "P4CNN"} and all(len(runs[0]["val_error"]) == 2 for runs in results.values())
     assert "| P4CNN |" in (tmp_path / "bench" / "results.md").read_text() and (tmp_path / "bench" / "curves.png").exists()

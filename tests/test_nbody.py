@@ -1,6 +1,5 @@
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -19,7 +18,7 @@ from pyg_implicit.groups import get_group, rotation_z
 from pyg_implicit.models import MPNN, SEGNN, SteerableCNN, match_budget
 from pyg_implicit.testing import assert_equivariant, equivariance_error
 from pyg_implicit.training import count_parameters
-from conftest import random_head
+from conftest import random_head, run_example
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
 from train_nbody import nbody_model  # noqa: E402
@@ -140,18 +139,14 @@ def test_budget_matching_within_ten_percent():
 
 @pytest.mark.slow
 def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cmd = [sys.executable, os.path.join(root, "examples", "nbody_sweep.py"), "--models", "ik-so2", "mpnn",
-           "--stiffness", "0", "--epochs", "1", "--train-size", "32", "--budget", "3000", "--jobs", "2",
-           "--out-dir", str(tmp_path / "sweep"), "--data-root", str(tmp_path / "data")]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert first.returncode == 0, first.stderr[-3000:]
+    args = ["--models", "ik-so2", "mpnn", "--stiffness", "0", "--epochs", "1", "--train-size", "32", "--budget", "3000", "--jobs", "2",
+            "--out-dir", str(tmp_path / "sweep"), "--data-root", str(tmp_path / "data")]  # fmt: skip
+    run_example("nbody_sweep.py", *args)
     results = json.loads((tmp_path / "sweep" / "results.json").read_text())["results"]
     assert set(results) == {"ik-so2", "mpnn"}
     assert "| SO(2)-CNN-IK |" in (tmp_path / "sweep" / "results.md").read_text()
     for spec in results:  # each cell is the run's own metrics.json
         metrics = json.loads((tmp_path / "sweep" / f"{spec}_k0_s0" / "metrics.json").read_text())
         assert results[spec]["0"][0]["test_mse"] == metrics["test_loss"]
-    second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)  # finished runs are read, not retrained
-    assert second.returncode == 0 and json.loads((tmp_path / "sweep" / "results.json").read_text())["results"] == results
+    run_example("nbody_sweep.py", *args)  # finished runs are read, not retrained
+    assert json.loads((tmp_path / "sweep" / "results.json").read_text())["results"] == results
