@@ -70,7 +70,7 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: LossFn, device: torc
 
 @torch.no_grad()
 def evaluate_many(model: nn.Module, loader: DataLoader, fns: Sequence[LossFn], device: torch.device) -> List[float]:
-    """Averages of each of ``fns`` over ``loader`` (weighted by the counts), in one pass."""
+    """Averages of each of ``fns`` over ``loader`` (weighted by the counts); every batch is loaded once for all of them."""
     model.eval()
     totals, counts = [0.0] * len(fns), [0] * len(fns)
     for batch in loader:
