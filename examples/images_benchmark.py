@@ -53,7 +53,9 @@ def main() -> None:
     cells = [(seed, label) for seed in args.seeds for label in args.models]  # seeds outermost: a partial benchmark compares all models
     common = ["--epochs", str(args.epochs), "--lr-step", str(args.lr_step), "--dropout", str(args.dropout), "--data-root", args.data_root,
               "--no-progress"]  # fmt: skip
-    common += [f"--{name}-size={getattr(args, f'{name}_size')}" for name in ("train", "test") if getattr(args, f"{name}_size")]
+    for flag, size in (("--train-size", args.train_size), ("--test-size", args.test_size)):
+        if size:
+            common += [flag, str(size)]
     jobs = [(os.path.join(args.out_dir, f"{'_'.join(MODELS[label][1::2])}_s{seed}"), MODELS[label] + common + ["--seed", str(seed)])
             for seed, label in cells]  # fmt: skip
     results = {}
