@@ -89,6 +89,9 @@ def main(argv=None) -> dict:
         metrics = fit(model, *splits, l1, config)
     scale = standardize.std.item()  # L1 of standardised values times the std is the MAE in the target's unit
     metrics.update(test_mae=metrics["test_loss"] * scale, val_mae=metrics["best_val_loss"] * scale)
+    for record in metrics["history"]:  # the validation curve in the target's unit
+        if "val_loss" in record:
+            record["val_mae"] = record["val_loss"] * scale
     if rank == 0:
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=1)

@@ -17,6 +17,8 @@ from pyg_implicit.testing import assert_equivariant, equivariance_error
 from pyg_implicit.transforms import AtomOneHot, BondOneHot, QM9Targets, RadiusGraph, StandardizeTargets
 from pyg_implicit.transforms.molecule import HARTREE_TO_MEV
 
+from conftest import run_example
+
 QM9_DIR = os.path.join(shared_data_dir(), "qm9")
 NPZ = os.path.join(QM9_DIR, "qm9_full_130831.npz")
 pytestmark = pytest.mark.skipif(not os.path.exists(NPZ), reason=f"shared QM9 data not found at {NPZ}")
@@ -256,6 +258,8 @@ def test_train_qm9_runs_two_steps(tmp_path):
                     "--batch-size", "32", "--width", "1", "--readout", "8", "--layers", "1",
                     "--data-root", str(tmp_path / "data"), "--out-dir", str(tmp_path / "run"), "--no-progress"])  # fmt: skip
     assert len(metrics["history"]) == 2 and np.isfinite(metrics["test_mae"])
+    std = metrics["config"]["extra"]["standardize"]["std"]
+    assert all(r["val_mae"] == pytest.approx(r["val_loss"] * float(np.ravel(std)[0])) for r in metrics["history"])
     with open(tmp_path / "run" / "metrics.json") as f:
         saved = json.load(f)
     extra = saved["config"]["extra"]
@@ -290,3 +294,13 @@ def test_transforms_and_qm9net_read_pyg_layout(dataset):
     torch.testing.assert_close(model(theirs(_in_pyg_layout(dataset[3]))), model(mine(dataset[3].clone())))
     with pytest.raises(ValueError, match=r"data: expected QM9 properties, as props \(1, 15\) or as PyG's y \(1, 19\)"):
         QM9Targets("homo")(_in_pyg_layout(dataset[3]).update({"y": torch.zeros(1, 12)}))
+
+
+@pytest.mark.slow
+def test_ablation_runs_jobs_in_parallel_and_plots_the_curves(tmp_path):
+    run_example("qm9_ablation.py", "--variants", "standard kernel", "implicit kernel", "--seeds", "0", "--subset", "300",
+                "--train-size", "64", "--val-size", "20", "--epochs", "2", "--lr-step", "1", "--layers", "1", "--width", "1",
+                "--jobs", "2", "--out-dir", str(tmp_path / "ablation"), "--data-root", str(tmp_path / "data"), timeout=600)  # fmt: skip
+    results = json.loads((tmp_path / "ablation" / "results.json").read_text())["results"]
+    assert set(results) == {"standard kernel", "implicit kernel"} and all(len(runs[0]["val_mae"]) == 2 for runs in results.values())
+    assert "| implicit kernel |" in (tmp_path / "ablation" / "results.md").read_text() and (tmp_path / "ablation" / "results.png").exists()
