@@ -32,7 +32,7 @@ def hidden_irreps(k: int) -> str:
     return "+".join(f"{m}x{ir}" for m, ir in zip(muls, ("0e", "1o", "2e")) if m)
 
 
-def build_model(name: str, size: int, group: str, kernel_width: int = 8, dropout: float = 0.3) -> torch.nn.Module:
+def build_model(name: str, size: int, group: str, kernel_width: int = 2, dropout: float = 0.3) -> torch.nn.Module:
     if name in ("z2cnn", "z2cnn-ien"):
         return GCNN("z2", size, dropout=dropout)
     if name in ("p4cnn", "p4mcnn"):
@@ -43,19 +43,18 @@ def build_model(name: str, size: int, group: str, kernel_width: int = 8, dropout
     raise ValueError(f"model: expected one of {MODELS}, got {name!r}")
 
 
-def sized_model(name: str, group: str, budget: int, dropout: float = 0.3):
-    """The model closest to ``budget`` parameters: channels first, then (implicit kernels) the kernel MLP's width."""
-    model, size = match_budget(lambda s: build_model(name, s, group, dropout=dropout), budget)
-    if name != "ik":
-        return model, size, None
-    model, kernel_width = match_budget(lambda w: build_model(name, size, group, w), budget)
-    return model, size, kernel_width
+def sized_model(name: str, group: str, budget: int, dropout: float = 0.3, kernel_width: int = 2):
+    """The model closest to ``budget`` parameters, sized by its channels (fields, for implicit kernels:
+    their G-MLPs keep ``kernel_width`` fields of each of 0e, 1o, 2e)."""
+    model, size = match_budget(lambda s: build_model(name, s, group, kernel_width, dropout), budget)
+    return model, size
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=MODELS, default="p4cnn")
     parser.add_argument("--group", default="c4", help="group of the implicit-kernel CNN (c4, d4, so2, ...)")
+    parser.add_argument("--kernel-width", type=int, default=2, help="fields of each of 0e, 1o, 2e in the hidden layer of the implicit kernels' G-MLP")
     parser.add_argument("--ien-weight", type=float, default=0.1, help="weight of the equivariance loss (z2cnn-ien)")
     parser.add_argument("--dropout", type=float, default=0.3, help="dropout after every hidden layer of the G-CNNs (z2cnn, p4cnn, p4mcnn)")
     # precise BN: the G-CNNs drop out before every batch norm (20 batches: 2,560 training digits)
@@ -84,9 +83,10 @@ def main(argv=None) -> dict:
         seed_everything(args.seed)  # the initial weights depend on the seed too
         budget = count_parameters(GCNN("z2"))
         if args.model in ("z2cnn", "z2cnn-ien"):
-            model, size, kernel_width = build_model(args.model, 20, args.group, dropout=args.dropout), 20, None
+            model, size = build_model(args.model, 20, args.group, dropout=args.dropout), 20
         else:
-            model, size, kernel_width = sized_model(args.model, args.group, budget, args.dropout)
+            model, size = sized_model(args.model, args.group, budget, args.dropout, args.kernel_width)
+        kernel_width = args.kernel_width if args.model == "ik" else None
         ien = None
         if args.model == "z2cnn-ien":  # logits invariant, hidden maps equivariant with channels as 5 x 4 orientations
             sample, rotate = image_rotations("c4")

@@ -9,12 +9,13 @@ from pyg_implicit import load_model
 from pyg_implicit.datasets import RotatedMNIST
 from pyg_implicit.datasets.mnist import read_mnist, rotate_images
 from pyg_implicit.datasets.paths import shared_data_dir
-from pyg_implicit.groups import rotation_z
-from pyg_implicit.models import SteerableImageCNN
+from pyg_implicit.groups import get_group, rotation_z
+from pyg_implicit.models import GCNN, SteerableImageCNN
 from pyg_implicit.nn.dense_conv import transform_field_image
-from pyg_implicit.groups import get_group
-from conftest import run_example
 from pyg_implicit.nn.image_action import transform_image
+from pyg_implicit.training import count_parameters
+
+from conftest import run_example
 
 MNIST_DIR = os.path.join(shared_data_dir(), "mnist")
 NPZ = os.path.join(MNIST_DIR, "mnist_train60k_grouped_by_label.npz")
@@ -109,3 +110,18 @@ def test_benchmark_runs_jobs_in_parallel_and_plots_the_curves(tmp_path):
     results = json.loads((tmp_path / "bench" / "results.json").read_text())["results"]
     assert set(results) == {"Z2CNN", "P4CNN"} and all(len(runs[0]["val_error"]) == 2 for runs in results.values())
     assert "| P4CNN |" in (tmp_path / "bench" / "results.md").read_text() and (tmp_path / "bench" / "curves.png").exists()
+
+
+@pytest.mark.parametrize("group", ["c4", "d4", "so2"])
+def test_implicit_kernel_cnn_spends_the_budget_on_channels(group):
+    """At the Z2CNN's budget the implicit-kernel CNN has at least 27 channels a pixel (9 fields of
+    0e, 1o, 2e); its kernels' G-MLPs once took the whole budget and left it one scalar field."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+    from train_images import sized_model
+
+    budget = count_parameters(GCNN("z2"))
+    model, size = sized_model("ik", group, budget)
+    assert size >= 9 and model.convs[1].irreps_in.dim >= 27
+    assert abs(count_parameters(model) - budget) < 0.1 * budget
