@@ -71,6 +71,22 @@ def test_factorized_path_weights_equivariant_and_not_outside(float64, cls, name)
     assert equivariance_error(conv, outside, args, ACTIONS, OUT).min() > 1e-3
 
 
+@pytest.mark.parametrize("name", ["o3", "so2", "cone", "c4", "d4", "oh"])
+def test_implicit_kernel_with_a_distance_embedding_is_equivariant_and_not_outside(float64, name):
+    """num_basis adds G-invariant scalars E(|x|) to the kernel MLP's input: exact for every G, and the
+    kernel now resolves distances (it differs from the kernel without them on the same weights)."""
+    conv = make(ImplicitConv, name, num_basis=6, max_radius=3.0)
+    assert conv.kernel.num_basis == 6 and "num_basis=6" in repr(conv)
+    args = inputs(conv)
+    assert_equivariant(conv, name, args, ACTIONS, OUT, n_samples=3, tolerance=1e-9)
+    if name != "o3":
+        outside = get_group("o3").sample(8, generator=torch.Generator().manual_seed(3))
+        outside = outside[~get_group(name).contains(outside)][:3]
+        assert equivariance_error(conv, outside, args, ACTIONS, OUT).min() > 1e-3
+    with pytest.raises(ValueError, match="num_basis"):
+        make(ImplicitConv, name, num_basis=-1)
+
+
 @pytest.mark.parametrize("cls", CONVS)
 @pytest.mark.parametrize("name", ["so2", "cone", "o3"])
 def test_equivariant_float32(cls, name):

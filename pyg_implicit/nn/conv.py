@@ -173,6 +173,9 @@ class ImplicitConv(SteerableConv):
         path_weights (str): ``"full"`` or ``"factorized"`` weights of the bilinear map
             (:class:`~pyg_implicit.nn.EquivariantTensorProduct`); with ``"factorized"`` a subgroup's
             parameter count grows with its admissible paths, not their basis size. (default: ``"full"``)
+        num_basis (int): Size of a Gaussian embedding of :math:`|x|` on ``[0, max_radius]`` fed to
+            the kernel MLP next to the polynomials; :obj:`0`: none. (default: :obj:`0`)
+        max_radius (float): Range of that embedding. (default: :obj:`2.0`)
         **kwargs (optional): ``root_weight`` and ``bias`` of :class:`SteerableConv` (both
             :obj:`True` by default), and additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
@@ -203,12 +206,14 @@ class ImplicitConv(SteerableConv):
         batch_norm: bool = True,
         sigma: Optional[float] = None,
         path_weights: str = "full",
+        num_basis: int = 0,
+        max_radius: float = 2.0,
         **kwargs,
     ) -> None:
         kernel = ImplicitKernel(
             irreps_in, irreps_out, group, lmax=lmax, hidden_irreps=hidden_irreps, mlp_layers=mlp_layers,
             edge_attr_irreps=edge_attr_irreps, node_attr_irreps=node_attr_irreps, activation=activation,
-            batch_norm=batch_norm, sigma=sigma, path_weights=path_weights,
+            batch_norm=batch_norm, sigma=sigma, path_weights=path_weights, num_basis=num_basis, max_radius=max_radius,
         )  # fmt: skip
         super().__init__(kernel, **kwargs)
 

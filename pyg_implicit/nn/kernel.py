@@ -164,10 +164,11 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
 
     .. math::
         \mathrm{vec}\, K(x, z) = e^{-|x|^2/\sigma^2}\;
-            \mathrm{MLP}_G\big(\mathrm{BN}(P^{\le L}(x)) \oplus z\big)
+            \mathrm{MLP}_G\big(\mathrm{BN}(P^{\le L}(x)) \oplus E(|x|) \oplus z\big)
 
-    where :math:`P^{\le L}` are the harmonic polynomials of the relative position, :math:`z`
-    the steerable attributes and :math:`\mathrm{MLP}_G` a :math:`G`-equivariant MLP whose output
+    where :math:`P^{\le L}` are the harmonic polynomials of the relative position, :math:`E` an
+    optional Gaussian embedding of the distance (``num_basis`` invariant scalars; none by
+    default, as in the paper), :math:`z` the steerable attributes and :math:`\mathrm{MLP}_G` a :math:`G`-equivariant MLP whose output
     transforms as :math:`\rho_{out} \otimes \rho_{in}`. By Lemma 1 of the paper the kernel
     then satisfies the steerability constraint for every :math:`g \in G`. The MLP's last layer is
     the bilinear map :math:`B`; the layers before it produce :math:`h` (:meth:`features`).
@@ -187,6 +188,11 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         activation (str): ``"gate"`` (exact) or ``"quotient_elu"`` (the paper's, approximate).
             (default: ``"gate"``)
         batch_norm (bool): Batch-normalise the harmonic polynomials. (default: :obj:`True`)
+        num_basis (int): Size of the Gaussian embedding :math:`E` of :math:`|x|` on
+            :math:`[0, r_{max}]` fed to the MLP next to the polynomials: a radial resolution the
+            low-order polynomials of :math:`|x|^2` lack (as in the standard kernel and NequIP's
+            radial MLP). :obj:`0`: none. (default: :obj:`0`)
+        max_radius (float): Range :math:`r_{max}` of that embedding. (default: :obj:`2.0`)
         sigma (float, optional): Initial width of the Gaussian shell, in the units of the positions.
             :obj:`None` ties it to the data: it is set to twice the root-mean-square length
             :math:`\bar r` of the relative positions of the first batch seen in training mode
@@ -215,16 +221,23 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         batch_norm: bool = True,
         sigma: Optional[float] = None,
         path_weights: str = "full",
+        num_basis: int = 0,
+        max_radius: float = 2.0,
     ) -> None:
         super().__init__(irreps_in, irreps_out, group, edge_attr_irreps, node_attr_irreps, path_weights)
         if not isinstance(mlp_layers, int) or mlp_layers < 1:
             raise ValueError(f"mlp_layers: expected an int >= 1, got {mlp_layers!r}")
+        if not (isinstance(num_basis, int) and num_basis >= 0):
+            raise ValueError(f"num_basis: expected a non-negative int, got {num_basis!r}")
+        if not (isinstance(max_radius, (int, float)) and max_radius > 0):
+            raise ValueError(f"max_radius: expected a positive float, got {max_radius!r}")
         if sigma is not None and not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
             raise ValueError(f"sigma: expected a positive width or None (set from the data), got {sigma!r}")
         self.lmax, self.mlp_layers = lmax, mlp_layers
         self.sigma_init = None if sigma is None else float(sigma)
+        self.num_basis, self.max_radius = num_basis, float(max_radius)
         self.harmonics = HarmonicEmbedding(lmax, batch_norm=batch_norm)
-        irreps_mlp_in = self.harmonics.irreps_out + self.irreps_attr
+        irreps_mlp_in = self.harmonics.irreps_out + o3.Irreps(f"{num_basis}x0e" if num_basis else "") + self.irreps_attr
         if mlp_layers == 1:
             self.mlp = None
             self.irreps_features = irreps_mlp_in
@@ -252,7 +265,11 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
 
     def features(self, vec, edge_attr=None, node_attr_i=None, node_attr_j=None) -> torch.Tensor:
         z = self.attributes(vec, edge_attr, node_attr_i, node_attr_j)
-        h = torch.cat([self.harmonics(vec), z], dim=-1)
+        h = [self.harmonics(vec), z]
+        if self.num_basis:
+            r = vec.norm(dim=-1)
+            h.insert(1, soft_one_hot_linspace(r, 0.0, self.max_radius, self.num_basis, basis="gaussian", cutoff=False))
+        h = torch.cat(h, dim=-1)
         if self.mlp is not None:
             h = self.mlp(h)
         if self._init_pending and self.training and vec.shape[0]:
@@ -272,7 +289,8 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         self._set_init_pending(False)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, lmax={self.lmax}, features={self.irreps_features}, mlp_layers={self.mlp_layers}"
+        basis = f", num_basis={self.num_basis}, max_radius={self.max_radius:g}" if self.num_basis else ""
+        return f"{super().extra_repr()}, lmax={self.lmax}{basis}, features={self.irreps_features}, mlp_layers={self.mlp_layers}"
 
 
 class StandardKernel(SteerableKernel):
