@@ -28,6 +28,8 @@ VARIANTS = {  # label: train_qm9.py flags
     "implicit kernel": ["--no-bond-attr", "--no-atom-attr"],
     "implicit + bond type": ["--no-atom-attr"],
     "implicit + bond + atom types": [],
+    # one thing changed against "implicit kernel": the bond length's Gaussian embedding as the standard kernel has it
+    "implicit kernel + distance embedding": ["--no-bond-attr", "--no-atom-attr", "--radial-basis", "10"],
 }
 
 

@@ -34,7 +34,9 @@ def hidden_irreps(width: int) -> str:
 
 
 def build_model(width: int, args) -> QM9Net:
-    kwargs = dict(max_radius=args.radius or 2.0) if args.kernel == "standard" else dict(kernel_hidden_irreps=args.kernel_hidden)
+    kwargs = dict(max_radius=args.radius or 2.0)
+    if args.kernel == "implicit":
+        kwargs.update(kernel_hidden_irreps=args.kernel_hidden, num_basis=args.radial_basis)
     return QM9Net(hidden_irreps(width), num_layers=args.layers, group=args.group, kernel=args.kernel,
                   bond_attr=args.bond_attr, atom_attr=args.atom_attr, readout=args.readout, **kwargs)  # fmt: skip
 
@@ -50,6 +52,8 @@ def parse_args(argv=None):
     parser.add_argument("--width", type=int, default=4, help="hidden features 4w x 0e + 2w x 1o + w x 2e (ignored with --budget)")
     parser.add_argument("--budget", type=int, help="choose the width whose parameter count is closest to this")
     parser.add_argument("--kernel-hidden", default="8x0e+8x1o+8x2e", help="hidden irreps of the implicit kernels' G-MLP")
+    parser.add_argument("--radial-basis", type=int, default=0,
+                        help="Gaussian embedding of the bond length (this many scalars on [0, 2 A] or [0, --radius]) into the implicit kernels")
     parser.add_argument("--readout", type=int, default=128, help="invariant features per atom and width of the final MLP")
     parser.add_argument("--radius", type=float, help="use a radius graph of this cutoff (Angstrom) instead of the bonds")
     add_training_arguments(parser, epochs=125, batch_size=128, lr=5e-4, weight_decay=1e-8, lr_step=25)
@@ -65,7 +69,7 @@ def parse_args(argv=None):
 
 
 def variant_name(args) -> str:
-    return args.kernel + ("+bond" if args.bond_attr else "") + ("+atoms" if args.atom_attr else "") + (f"-{args.group}" if args.group != "o3" else "")
+    return args.kernel + (f"+dist{args.radial_basis}" if args.kernel == "implicit" and args.radial_basis else "") + ("+bond" if args.bond_attr else "") + ("+atoms" if args.atom_attr else "") + (f"-{args.group}" if args.group != "o3" else "")
 
 
 def main(argv=None) -> dict:
