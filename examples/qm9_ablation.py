@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 
 import numpy as np
 
@@ -113,7 +114,7 @@ def plot(results: dict, target: str, path: str) -> None:
     bars.bar(range(len(labels)), [r.mean() for r in runs], yerr=[r.std() for r in runs], capsize=4, color=colors[: len(labels)])
     for i, r in enumerate(runs):
         bars.scatter(np.full(len(r), i), r, color="k", s=8, zorder=3)
-    bars.set_xticks(range(len(labels)), [label.replace(" + ", "\n+ ") for label in labels], fontsize=8)
+    bars.set_xticks(range(len(labels)), [textwrap.fill(label, 14) for label in labels], fontsize=7)
     bars.set_ylabel(f"test MAE {target} ({UNITS[target]})")
     bars.grid(alpha=0.3, axis="y")
     for color, label in zip(colors, labels):
