@@ -69,7 +69,9 @@ def parse_args(argv=None):
 
 
 def variant_name(args) -> str:
-    return args.kernel + (f"+dist{args.radial_basis}" if args.kernel == "implicit" and args.radial_basis else "") + ("+bond" if args.bond_attr else "") + ("+atoms" if args.atom_attr else "") + (f"-{args.group}" if args.group != "o3" else "")
+    distance = f"+dist{args.radial_basis}" if args.kernel == "implicit" and args.radial_basis else ""
+    return (args.kernel + distance + ("+bond" if args.bond_attr else "") + ("+atoms" if args.atom_attr else "")
+            + (f"-{args.group}" if args.group != "o3" else ""))  # fmt: skip
 
 
 def main(argv=None) -> dict:

@@ -159,6 +159,12 @@ class SteerableKernel(nn.Module):
         return f"{self.irreps_in} -> {self.irreps_out}, group={self.group.name}{attrs}"
 
 
+def distance_embedding(vec: torch.Tensor, max_radius: float, num_basis: int) -> torch.Tensor:
+    r"""Gaussian embedding ``[E, num_basis]`` of :math:`|x|` on :math:`[0, r_{max}]` (e3nn's
+    ``soft_one_hot_linspace``, no cutoff): invariant under every :math:`G \le O(3)`."""
+    return soft_one_hot_linspace(vec.norm(dim=-1), 0.0, max_radius, num_basis, basis="gaussian", cutoff=False)
+
+
 class ImplicitKernel(SteerableKernel, DataDependentInit):
     r"""The implicit steerable kernel (Zhdanov, Hoffmann & Cesa, NeurIPS 2023).
 
@@ -267,8 +273,7 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         z = self.attributes(vec, edge_attr, node_attr_i, node_attr_j)
         h = [self.harmonics(vec), z]
         if self.num_basis:
-            r = vec.norm(dim=-1)
-            h.insert(1, soft_one_hot_linspace(r, 0.0, self.max_radius, self.num_basis, basis="gaussian", cutoff=False))
+            h.insert(1, distance_embedding(vec, self.max_radius, self.num_basis))
         h = torch.cat(h, dim=-1)
         if self.mlp is not None:
             h = self.mlp(h)
@@ -368,8 +373,7 @@ class StandardKernel(SteerableKernel):
 
     def features(self, vec, edge_attr=None, node_attr_i=None, node_attr_j=None) -> torch.Tensor:
         z = self.attributes(vec, edge_attr, node_attr_i, node_attr_j)
-        r = vec.norm(dim=-1)
-        embedding = soft_one_hot_linspace(r, 0.0, self.max_radius, self.num_basis, basis="gaussian", cutoff=False)
+        embedding = distance_embedding(vec, self.max_radius, self.num_basis)
         radial = self.radial(torch.cat([embedding, self.attr_invariants.invariants(z)], dim=-1))  # [E, n_r]
         Y = unit_spherical_harmonics(vec, self.lmax)  # [E, (L+1)^2]
         blocks = [
