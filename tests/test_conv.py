@@ -73,8 +73,7 @@ def test_factorized_path_weights_equivariant_and_not_outside(float64, cls, name)
 
 @pytest.mark.parametrize("name", ["o3", "so2", "cone", "c4", "d4", "oh"])
 def test_implicit_kernel_with_a_distance_embedding_is_equivariant_and_not_outside(float64, name):
-    """num_basis adds G-invariant scalars E(|x|) to the kernel MLP's input: exact for every G, and the
-    kernel now resolves distances (it differs from the kernel without them on the same weights)."""
+    """num_basis adds G-invariant scalars E(|x|) to the kernel MLP's input: exact for every G."""
     conv = make(ImplicitConv, name, num_basis=6, max_radius=3.0)
     assert conv.kernel.num_basis == 6 and "num_basis=6" in repr(conv)
     args = inputs(conv)
