@@ -50,8 +50,9 @@ def main() -> None:
     parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_MNIST_ROOT", "data_cache/rotated_mnist"))
     args = parser.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
+    sizes = {"train": args.train_size, "val": None, "test": args.test_size}  # as train_images.py reads them
     for split in ("train", "val", "test"):  # built and cached once here, not by several processes at the same time
-        RotatedMNIST(args.data_root, split)
+        RotatedMNIST(args.data_root, split, num_samples=sizes[split])
     cells = [(seed, label) for seed in args.seeds for label in args.models]  # seeds outermost: a partial benchmark compares all models
     common = ["--epochs", str(args.epochs), "--lr-step", str(args.lr_step), "--dropout", str(args.dropout), "--data-root", args.data_root,
               "--no-progress"]  # fmt: skip

@@ -65,6 +65,32 @@ def test_corrupt_processed_cache_names_the_file_and_the_fix(tmp_path):
     assert len(NBodyConstrained(str(tmp_path), 10.0, "val", num_samples=4, force_reload=True)) == 4
 
 
+def _build_small_nbody(root: str) -> int:
+    return len(NBodyConstrained(root, 10.0, "val", num_samples=4))
+
+
+def test_processed_cache_is_written_atomically(tmp_path, monkeypatch):
+    """Processes that build the same cache at once (a sweep's jobs) never read a half-written
+    file, and a write that fails leaves no file behind (it would be taken for a built cache)."""
+    import torch_geometric.data.in_memory_dataset as in_memory
+
+    def write_half_then_fail(obj, path):
+        with open(path, "wb") as f:
+            f.write(b"half a cache")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(in_memory.fs, "torch_save", write_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        NBodyConstrained(str(tmp_path / "failed"), 10.0, "val", num_samples=4)
+    assert os.listdir(tmp_path / "failed" / "processed") == []
+    monkeypatch.undo()
+
+    ctx = torch.multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        assert pool.map(_build_small_nbody, [str(tmp_path / "shared")] * 8) == [4] * 8
+    assert not [f for f in os.listdir(tmp_path / "shared" / "processed") if f.endswith(".partial")]
+
+
 def test_mismatched_devices_and_dtypes_get_one_clear_error():
     conv = ImplicitConv("2x0e+1x1o", "2x0e+1x1o", "so2", lmax=1)
     pos = torch.randn(10, 3)

@@ -282,8 +282,7 @@ class ModelNetPoints(CachedDataset):
                   "shapes_with_removed_points": removed}  # fmt: skip
         os.makedirs(self.processed_dir, exist_ok=True)
         self.save(data_list, self.processed_paths[0])
-        with open(self.processed_paths[1], "w") as f:
-            json.dump({"classes": classes, "report": report}, f, indent=1)
+        self.save_json({"classes": classes, "report": report}, self.processed_paths[1])
 
     @property
     def num_classes(self) -> int:

@@ -235,8 +235,7 @@ class QM9(CachedDataset):
                   "coordinates_ids": from_coordinates, "dropped": len(dropped), "dropped_ids": dropped}  # fmt: skip
         os.makedirs(self.processed_dir, exist_ok=True)
         self.save(data_list, self.processed_paths[0])
-        with open(self.processed_paths[1], "w") as f:
-            json.dump(report, f, indent=1)
+        self.save_json(report, self.processed_paths[1])
 
     def split(self, seed: int = 0, train_size: Optional[int] = None, val_size: Optional[int] = None) -> Tuple["QM9", "QM9", "QM9"]:
         r"""Random train / validation / test datasets (seeded, disjoint).
