@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -53,6 +55,28 @@ def test_component_normalisation(name):
     x1, x2 = torch.randn(4000, EquivariantLinear(IN, OUT).irreps_in.dim), torch.randn(4000, 9)
     assert 0.5 < EquivariantLinear(IN, OUT, name)(x1).std() < 2
     assert 0.5 < EquivariantTensorProduct(IN, "1x0e+1x1o+1x2e", OUT, name)(x1, x2).std() < 2
+
+
+@pytest.mark.parametrize("name", ["so2", "c4", "o3"])
+def test_weights_are_stored_at_fan_in_scale_and_old_checkpoints_convert(name):
+    """Weights N(0, 1/fan_in) as in torch.nn.Linear (the forward pass carries no 1/sqrt(fan_in));
+    a version-1 state dict (e3nn's unit-scale weights) loads to the map it stored."""
+    linear = EquivariantLinear("32x0e+16x1o", "32x0e+16x1o", name)
+    reference = torch.nn.Linear(48, 48)
+    assert 0.5 < linear.weight.std() / (48**-0.5) < 2 and linear.weight.std() < 3 * reference.weight.std()
+    tp = EquivariantTensorProduct(IN, "2x0e+1x1o", OUT, name)
+    factorized = EquivariantTensorProduct(IN, "2x0e+1x1o", OUT, name, path_weights="factorized")
+    x = torch.randn(8, 23)
+    for layer, inputs in [(linear, (torch.randn(8, 80),)), (tp, (x, torch.randn(8, 5))), (factorized, (x, torch.randn(8, 5)))]:
+        old = layer.state_dict()
+        old["weight"] = old["weight"] / layer.weight_init_std  # what version 1 stored for the same map
+        old._metadata[""]["version"] = 1
+        fresh = copy.deepcopy(layer)
+        fresh.reset_parameters()
+        fresh.load_state_dict(old)
+        torch.testing.assert_close(fresh(*inputs), layer(*inputs))
+        fresh.load_state_dict(layer.state_dict())  # version 2: taken as it is
+        torch.testing.assert_close(fresh(*inputs), layer(*inputs))
 
 
 def test_bias_lives_in_invariant_subspace(float64):

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..groups import Group, get_group
 from ..irreps import IrrepsLike, as_irreps, check_features, fields
+from .linear import fan_in_parameterisation, load_fan_in_weights
 
 _CHUNK_ELEMENTS = 1 << 20  # entries of the transient [rows, d2, d_out] blocks of _DenseBilinear and _GatheredBilinear
 
@@ -179,6 +180,10 @@ class EquivariantTensorProduct(nn.Module):
     activation), :math:`B(f_j, h_{ij}) = K(x_{ij}) f_j` without forming :math:`K`.
     :meth:`right` forms it.
 
+    Initialisation: every output component has unit variance for unit-variance inputs (e3nn's
+    ``component`` normalisation), with the weights stored at the scale of a ``torch.nn.Linear``
+    (:func:`~pyg_implicit.nn.linear.fan_in_parameterisation`).
+
     Args:
         irreps_in1 (str or Irreps): Irreps of :math:`x_1`.
         irreps_in2 (str or Irreps): Irreps of :math:`x_2`.
@@ -228,18 +233,20 @@ class EquivariantTensorProduct(nn.Module):
         dtype = torch.get_default_dtype()
         for p, (i1, i2, j, n) in enumerate(paths):
             basis = self.group.bilinear_basis(self.irreps_in1[i1].ir, self.irreps_in2[i2].ir, self.irreps_out[j].ir)
-            scale = math.sqrt(self.irreps_out[j].ir.dim / fan_in[j])
+            scale = math.sqrt(self.irreps_out[j].ir.dim)
             self.register_buffer(f"basis_{p}", (scale * basis).to(dtype), persistent=False)  # [n, c, a, b]
         self.weight_shapes = [
             (self.irreps_in1[i1].mul, self.irreps_in2[i2].mul, n, self.irreps_out[j].mul) for i1, i2, j, n in paths
         ]
         self._check_paths([j for _, _, j, _ in paths])
         if path_weights == "full":
-            self.weight = nn.Parameter(torch.empty(sum(math.prod(s) for s in self.weight_shapes)))
+            numels = [math.prod(s) for s in self.weight_shapes]
             self.basis_weight = None
         else:
-            self.weight = nn.Parameter(torch.empty(sum(u * v * w for u, v, _, w in self.weight_shapes)))  # U [u, v, w]
+            numels = [u * v * w for u, v, _, w in self.weight_shapes]  # U [u, v, w]
             self.basis_weight = nn.Parameter(torch.empty(sum(v * n for _, v, n, _ in self.weight_shapes)))  # c [v, k]
+        self.weight = nn.Parameter(torch.empty(sum(numels)))
+        fan_in_parameterisation(self, self.weight, numels, [fan_in[j] for _, _, j, _ in paths])
         self.weight_numel = sum(p.numel() for p in self.parameters())
         self.reset_parameters()
 
@@ -259,11 +266,17 @@ class EquivariantTensorProduct(nn.Module):
                 stacklevel=3,
             )
 
+    _version = 2  # 1: weights at e3nn's unit scale (converted on load)
+
     def reset_parameters(self) -> None:
         with torch.no_grad():
-            self.weight.normal_()  # factorized: U c has unit-variance entries too
+            self.weight.normal_().mul_(self.weight_init_std)  # factorized: U carries the fan-in, c is N(0, 1)
             if self.basis_weight is not None:
                 self.basis_weight.normal_()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args) -> None:
+        load_fan_in_weights(self, state_dict, prefix, local_metadata)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
 
     @torch.no_grad()
     def scale_weights_(self, factor: float) -> None:
