@@ -27,8 +27,7 @@ MODELS = {  # label: train_images.py flags
     "P4CNN": ["--model", "p4cnn"],
     "P4MCNN": ["--model", "p4mcnn"],
     "Z2CNN + IEN loss": ["--model", "z2cnn-ien"],
-    # lr 1e-2: their bilinear maps keep e3nn's unit-scale weights (std ~1.5 at initialisation against
-    # ~0.03 for a conv2d weight), so an Adam step of 1e-3 changes them ~50x less in relative terms
+    # lr 1e-2, chosen on validation (C4, seed 0, 10 epochs: 5.1% at 1e-2, 7.5% at 1e-3)
     "implicit-kernel CNN, C4": ["--model", "ik", "--group", "c4", "--lr", "1e-2"],
     "implicit-kernel CNN, D4": ["--model", "ik", "--group", "d4", "--lr", "1e-2"],
     "implicit-kernel CNN, SO(2)": ["--model", "ik", "--group", "so2", "--lr", "1e-2"],
@@ -43,7 +42,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--lr-step", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time, in separate processes")
-    parser.add_argument("--dropout", type=float, default=0.3, help="dropout after every hidden layer of the G-CNNs (the rest have none)")
+    parser.add_argument("--dropout", type=float, default=0.1, help="dropout after every hidden layer (0.3 measured too much for these narrow networks)")
     parser.add_argument("--train-size", type=int, help="use fewer training images (quick runs)")
     parser.add_argument("--test-size", type=int, help="use fewer test images (quick runs)")
     parser.add_argument("--out-dir", default="runs/images_benchmark")
@@ -72,7 +71,7 @@ def main() -> None:
     lines = [
         f"Rotated MNIST test error (%), mean ± std over seeds {args.seeds}: 10,000 training / 2,000 validation / 48,000 test "
         f"digits, {args.epochs} epochs, batch 128, AdamW lr 1e-3 (implicit-kernel CNNs 1e-2) halved every {args.lr_step} epochs, "
-        f"G-CNN dropout {args.dropout:g}, "
+        f"dropout {args.dropout:g}, "
         f"batch-norm statistics recomputed without dropout before each validation, best-on-validation checkpoint "
         f"(`python examples/images_benchmark.py --epochs {args.epochs} --lr-step {args.lr_step} --dropout {args.dropout:g} "
         f"--seeds {' '.join(map(str, args.seeds))}`). "

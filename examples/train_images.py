@@ -39,7 +39,7 @@ def build_model(name: str, size: int, group: str, kernel_width: int = 2, dropout
         return GCNN(name[:-3], size, dropout=dropout)
     if name == "ik":
         kernel_hidden = f"{kernel_width}x0e+{kernel_width}x1o+{kernel_width}x2e"
-        return SteerableImageCNN(hidden_irreps(size), group, kernel_hidden_irreps=kernel_hidden)
+        return SteerableImageCNN(hidden_irreps(size), group, kernel_hidden_irreps=kernel_hidden, dropout=dropout)
     raise ValueError(f"model: expected one of {MODELS}, got {name!r}")
 
 
@@ -56,7 +56,7 @@ def parse_args(argv=None):
     parser.add_argument("--group", default="c4", help="group of the implicit-kernel CNN (c4, d4, so2, ...)")
     parser.add_argument("--kernel-width", type=int, default=2, help="fields of each of 0e, 1o, 2e in the hidden layer of the implicit kernels' G-MLP")
     parser.add_argument("--ien-weight", type=float, default=0.1, help="weight of the equivariance loss (z2cnn-ien)")
-    parser.add_argument("--dropout", type=float, default=0.3, help="dropout after every hidden layer of the G-CNNs (z2cnn, p4cnn, p4mcnn)")
+    parser.add_argument("--dropout", type=float, default=0.3, help="dropout after every hidden layer (the implicit-kernel CNN drops whole fields of a pixel)")
     # precise BN: the G-CNNs drop out before every batch norm (20 batches: 2,560 training digits)
     add_training_arguments(parser, epochs=30, batch_size=128, lr=1e-3, weight_decay=1e-4, lr_step=10, precise_bn=20)
     parser.add_argument("--train-size", type=int, help="use fewer training images (quick runs)")

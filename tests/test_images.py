@@ -125,3 +125,19 @@ def test_implicit_kernel_cnn_spends_the_budget_on_channels(group):
     model, size = sized_model("ik", group, budget)
     assert size >= 9 and model.convs[1].irreps_in.dim >= 27
     assert abs(count_parameters(model) - budget) < 0.1 * budget
+
+
+def test_field_dropout_drops_whole_fields_and_only_in_training():
+    """Each field of each pixel is kept whole (scaled by 1/(1-p)) or zeroed, so the dropped
+    features are still fields; the kept fraction is 1 - p; evaluation is untouched."""
+    model = SteerableImageCNN("1x0e+2x1o", "c4", dropout=0.25)
+    x = torch.randn(64, 7, 6, 6)
+    y = model._field_dropout(x)
+    kept = y != 0
+    torch.testing.assert_close(y[kept], x[kept] / 0.75)
+    vectors = kept[:, 1:].unflatten(1, (2, 3))  # [B, field, component, H, W]
+    assert torch.equal(vectors.all(2), vectors.any(2))  # the three components of a vector go together
+    assert abs(kept.double().mean().item() - 0.75) < 0.02
+    assert torch.equal(model.eval()._field_dropout(x), x)
+    with pytest.raises(ValueError, match="dropout: expected a probability"):
+        SteerableImageCNN("1x0e", "c4", dropout=1.0)

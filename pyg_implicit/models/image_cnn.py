@@ -24,12 +24,16 @@ class SteerableImageCNN(nn.Module):
     90-degree rotations (and flips) of the input; for ``so2`` up to resampling.
 
     Pooling picks, per field, the pixel of largest norm in each 2x2 window (so fields stay fields).
+    Dropout after every hidden layer drops whole fields of a pixel (all components of a field are
+    zeroed together and the kept ones scaled by :math:`1/(1-p)`), the equivariant counterpart of the
+    G-CNNs' element-wise dropout.
 
     Args:
         hidden_irreps (str or Irreps): Fields per pixel in the hidden layers.
         group (str or Group): A plane-preserving group (``c4``, ``d4``, ``so2``, ...). (default: ``"c4"``)
         num_classes (int): Output logits. (default: :obj:`10`)
         kernel_hidden_irreps (str or Irreps, optional): Hidden irreps of the kernels' G-MLP.
+        dropout (float): Probability of dropping a field of a pixel after each hidden layer. (default: :obj:`0.0`)
         **kernel_kwargs: Passed to every :class:`~pyg_implicit.nn.dense_conv.ImplicitConv2d`.
 
     Shapes:
@@ -43,9 +47,13 @@ class SteerableImageCNN(nn.Module):
         group: Union[str, Group] = "c4",
         num_classes: int = 10,
         kernel_hidden_irreps: Optional[IrrepsLike] = None,
+        dropout: float = 0.0,
         **kernel_kwargs,
     ) -> None:
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        self.dropout = dropout
         if kernel_hidden_irreps is not None:
             kernel_kwargs["hidden_irreps"] = kernel_hidden_irreps
         hidden = as_irreps(hidden_irreps, "hidden_irreps")
@@ -68,12 +76,20 @@ class SteerableImageCNN(nn.Module):
         index = index[:, self._channel_field].flatten(2)  # the chosen pixel of each channel's field
         return x.flatten(2).gather(2, index).view(b, c, h // 2, w // 2)
 
+    def _field_dropout(self, x: Tensor) -> Tensor:
+        """Zero each field of each pixel with probability ``dropout`` (training only), scale the rest."""
+        if not self.training or self.dropout == 0.0:
+            return x
+        b, _, h, w = x.shape
+        keep = torch.rand(b, len(self._field_dims), h, w, device=x.device) >= self.dropout
+        return x * keep[:, self._channel_field].to(x.dtype) / (1.0 - self.dropout)
+
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1:] != (1, 28, 28):
             raise ValueError(f"x: expected images of shape (B, 1, 28, 28), got {tuple(x.shape)}")
         for i, (conv, norm, gate) in enumerate(zip(self.convs, self.norms, self.gates)):
             x = conv(x).movedim(1, -1)
-            x = gate(norm(x)).movedim(-1, 1)
+            x = self._field_dropout(gate(norm(x)).movedim(-1, 1))
             if i == 1:
                 x = self._pool(x)
         return self.out(x).flatten(1)
