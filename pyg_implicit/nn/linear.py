@@ -30,8 +30,8 @@ def register_invariant_bias(module: nn.Module, irreps: o3.Irreps, group: Group) 
     return tuple(bias_fields)
 
 
-def fan_in_parameterisation(module: nn.Module, weight: nn.Parameter, numels: List[int], fan_ins: List[int]) -> None:
-    r"""Store ``weight`` at the scale of a ``torch.nn.Linear``: path :math:`p` (``numels[p]``
+def fan_in_parameterisation(module: nn.Module, numels: List[int], fan_ins: List[int]) -> None:
+    r"""Store ``module.weight`` at the scale of a ``torch.nn.Linear``: path :math:`p` (``numels[p]``
     consecutive entries) is drawn from :math:`\mathcal{N}(0, 1 / \text{fan\_in}_p)` by
     :meth:`reset_parameters`, and the basis that multiplies it carries no :math:`1/\sqrt{\text{fan\_in}}`.
 
@@ -43,7 +43,7 @@ def fan_in_parameterisation(module: nn.Module, weight: nn.Parameter, numels: Lis
     State dicts of version 1 (unit-scale weights) are converted on load by :func:`load_fan_in_weights`.
     """
     std = torch.cat([torch.full((n,), f**-0.5) for n, f in zip(numels, fan_ins)]) if numels else torch.zeros(0)
-    module.register_buffer("weight_init_std", std.to(weight.dtype), persistent=False)
+    module.register_buffer("weight_init_std", std.to(torch.get_default_dtype()), persistent=False)
 
 
 def load_fan_in_weights(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
@@ -93,6 +93,8 @@ class EquivariantLinear(nn.Module):
         - **output:** :math:`(*, \dim \rho_{out})`
     """
 
+    _version = 2  # 1: weights at e3nn's unit scale (converted on load)
+
     def __init__(self, irreps_in: IrrepsLike, irreps_out: IrrepsLike, group: Union[str, Group] = "o3", bias: bool = True) -> None:
         super().__init__()
         self.irreps_in = as_irreps(irreps_in, "irreps_in")
@@ -116,12 +118,10 @@ class EquivariantLinear(nn.Module):
             self.register_buffer(f"basis_{p}", (scale * basis).to(dtype), persistent=False)
         self.weight_shapes = [(self.irreps_in[i].mul, self.irreps_out[j].mul, n) for i, j, n in paths]
         self.weight = nn.Parameter(torch.empty(sum(math.prod(s) for s in self.weight_shapes)))
-        fan_in_parameterisation(self, self.weight, [math.prod(s) for s in self.weight_shapes], [fan_in[j] for _, j, _ in paths])
+        fan_in_parameterisation(self, [math.prod(s) for s in self.weight_shapes], [fan_in[j] for _, j, _ in paths])
         self.bias = None
         self._bias_fields = register_invariant_bias(self, self.irreps_out, self.group) if bias else ()
         self.reset_parameters()
-
-    _version = 2  # 1: weights at e3nn's unit scale (converted on load)
 
     def reset_parameters(self) -> None:
         with torch.no_grad():

@@ -203,6 +203,8 @@ class EquivariantTensorProduct(nn.Module):
         - **output:** :math:`(*, \dim_{out})`; :meth:`right`: :math:`(*, \dim_1, \dim_{out})`
     """
 
+    _version = 2  # 1: weights at e3nn's unit scale (converted on load)
+
     def __init__(
         self,
         irreps_in1: IrrepsLike,
@@ -246,7 +248,7 @@ class EquivariantTensorProduct(nn.Module):
             numels = [u * v * w for u, v, _, w in self.weight_shapes]  # U [u, v, w]
             self.basis_weight = nn.Parameter(torch.empty(sum(v * n for _, v, n, _ in self.weight_shapes)))  # c [v, k]
         self.weight = nn.Parameter(torch.empty(sum(numels)))
-        fan_in_parameterisation(self, self.weight, numels, [fan_in[j] for _, _, j, _ in paths])
+        fan_in_parameterisation(self, numels, [fan_in[j] for _, _, j, _ in paths])
         self.weight_numel = sum(p.numel() for p in self.parameters())
         self.reset_parameters()
 
@@ -265,8 +267,6 @@ class EquivariantTensorProduct(nn.Module):
                 f"{self.group.name}-equivariant path from {self.irreps_in1} x {self.irreps_in2} and stay 0",
                 stacklevel=3,
             )
-
-    _version = 2  # 1: weights at e3nn's unit scale (converted on load)
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
