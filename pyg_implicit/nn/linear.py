@@ -40,15 +40,16 @@ def fan_in_parameterisation(module: nn.Module, numels: List[int], fan_ins: List[
     the same fraction of the weights' size as for the plain ``torch.nn.Linear`` layers of the same
     model, where e3nn's convention makes it :math:`\sqrt{\text{fan\_in}}` times smaller (8-50x in
     this package's models). Registers the per-entry initial scale as buffer ``weight_init_std``.
-    State dicts of version 1 (unit-scale weights) are converted on load by :func:`load_fan_in_weights`.
+    State dicts of version 1 (the module's ``_version``; unit-scale weights) are converted on load.
     """
     std = torch.cat([torch.full((n,), f**-0.5) for n, f in zip(numels, fan_ins)]) if numels else torch.zeros(0)
     module.register_buffer("weight_init_std", std.to(torch.get_default_dtype()), persistent=False)
+    module.register_load_state_dict_pre_hook(_load_fan_in_weights)
 
 
-def load_fan_in_weights(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
-    """Convert a version-1 state dict (weights at e3nn's unit scale) to the fan-in scale of
-    :func:`fan_in_parameterisation`, in place, so that old checkpoints compute what they computed."""
+def _load_fan_in_weights(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict, *args) -> None:
+    """Load-state-dict pre-hook: convert a version-1 state dict (weights at e3nn's unit scale) to
+    the fan-in scale, in place, so that old checkpoints compute what they computed."""
     version = local_metadata.get("version")
     key = prefix + "weight"
     if version is not None and version < 2 and key in state_dict:
@@ -128,10 +129,6 @@ class EquivariantLinear(nn.Module):
             self.weight.normal_().mul_(self.weight_init_std)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args) -> None:
-        load_fan_in_weights(self, state_dict, prefix, local_metadata)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
 
     @torch.no_grad()
     def scale_weights_(self, factor: float) -> None:

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..groups import Group, get_group
 from ..irreps import IrrepsLike, as_irreps, check_features, fields
-from .linear import fan_in_parameterisation, load_fan_in_weights
+from .linear import fan_in_parameterisation
 
 _CHUNK_ELEMENTS = 1 << 20  # entries of the transient [rows, d2, d_out] blocks of _DenseBilinear and _GatheredBilinear
 
@@ -273,10 +273,6 @@ class EquivariantTensorProduct(nn.Module):
             self.weight.normal_().mul_(self.weight_init_std)  # factorized: U carries the fan-in, c is N(0, 1)
             if self.basis_weight is not None:
                 self.basis_weight.normal_()
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args) -> None:
-        load_fan_in_weights(self, state_dict, prefix, local_metadata)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
 
     @torch.no_grad()
     def scale_weights_(self, factor: float) -> None:
