@@ -92,6 +92,8 @@ def test_run_once_reuses_finished_runs_and_resumes_interrupted_ones(tmp_path):
     other.mkdir()
     assert list(run_many([(str(run_dir), ["--epochs", "3"]), (str(other), [])], train)) == [{"test_loss": 1.5}] * 2
     assert calls[-1] == ["--out-dir", str(other)] and len(calls) == 2  # in order, finished runs read
+    with pytest.raises(ValueError, match=r"other arguments.*--epochs', '4'"):  # not the run that was asked for
+        run_once(str(run_dir), train, ["--epochs", "4"])
 
 
 def test_fit_records_a_validation_metric_and_the_test_metric(tmp_path):

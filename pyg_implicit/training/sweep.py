@@ -15,11 +15,26 @@ __all__ = ["run_once", "run_many"]
 def run_once(run_dir: str, train: Callable[[List[str]], dict], argv: List[str]) -> dict:
     """Metrics of the run in ``run_dir``: read from its ``metrics.json`` when it finished, else
     ``train(argv + ["--out-dir", run_dir])``, with ``--resume`` when an interrupted run left a
-    ``last.pt``. Lets a sweep of example scripts stop and continue where it was."""
+    ``last.pt``. Lets a sweep of example scripts stop and continue where it was.
+
+    The run's arguments are kept in ``run_dir/argv.json``; a directory whose run had other
+    arguments (another learning rate, say) is an error, never a result silently reused."""
+    os.makedirs(run_dir, exist_ok=True)
+    argv_path = os.path.join(run_dir, "argv.json")
+    if os.path.exists(argv_path):
+        with open(argv_path) as f:
+            stored = json.load(f)
+        if stored != list(argv):
+            raise ValueError(
+                f"run_once: {run_dir} holds a run with other arguments (stored {stored}, asked for {list(argv)}); "
+                "delete the directory or choose another output directory"
+            )
     path = os.path.join(run_dir, "metrics.json")
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
+    with open(argv_path, "w") as f:
+        json.dump(list(argv), f)
     resume = ["--resume"] if os.path.exists(os.path.join(run_dir, "last.pt")) else []
     return train(list(argv) + ["--out-dir", run_dir] + resume)
 
