@@ -3,6 +3,7 @@ at one parameter budget (that of the Z2CNN), test error over seeds, next to the 
 
     python examples/images_benchmark.py --jobs 2                     # all models, 3 seeds, 30 epochs
     python examples/images_benchmark.py --models Z2CNN P4CNN --epochs 10 --lr-step 4   # a shorter budget
+    python examples/images_benchmark.py --models "Z2CNN + IEN loss" --ien-weights 0 0.01 0.1 1   # the penalty's weight swept
 
 Each run is examples/train_images.py (metrics.json reused when present, an interrupted run
 resumes from its last.pt); with --jobs N, N runs go at once in separate processes (one CPU thread
@@ -32,7 +33,19 @@ MODELS = {  # label: train_images.py flags
     "implicit-kernel CNN, D4": ["--model", "ik", "--group", "d4", "--lr", "1e-2"],
     "implicit-kernel CNN, SO(2)": ["--model", "ik", "--group", "so2", "--lr", "1e-2"],
 }
+IEN = "Z2CNN + IEN loss"
 PAPER = {"Z2CNN": "5.03", "P4CNN": "2.28"}  # Cohen & Welling (2016), Table 1
+
+
+def model_flags(labels: list[str], ien_weights: list[float]) -> dict[str, list[str]]:
+    """``train_images.py`` flags of every model of the benchmark; the IEN model once per penalty weight."""
+    flags = {}
+    for label in labels:
+        if label == IEN:
+            flags.update({f"{IEN}, weight {w:g}": MODELS[IEN] + ["--ien-weight", f"{w:g}"] for w in ien_weights})
+        else:
+            flags[label] = MODELS[label]
+    return flags
 
 
 def main() -> None:
@@ -42,6 +55,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--lr-step", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time, in separate processes")
+    parser.add_argument("--ien-weights", type=float, nargs="+", default=[0.1], help="weights of the IEN penalty, one run each (0: no penalty)")
     parser.add_argument("--dropout", type=float, default=0.1, help="dropout after every hidden layer (0.3 measured too much for these narrow networks)")
     parser.add_argument("--train-size", type=int, help="use fewer training images (quick runs)")
     parser.add_argument("--test-size", type=int, help="use fewer test images (quick runs)")
@@ -52,18 +66,20 @@ def main() -> None:
     sizes = {"train": args.train_size, "val": None, "test": args.test_size}  # as train_images.py reads them
     for split in ("train", "val", "test"):  # built and cached once here, not by several processes at the same time
         RotatedMNIST(args.data_root, split, num_samples=sizes[split])
-    cells = [(seed, label) for seed in args.seeds for label in args.models]  # seeds outermost: a partial benchmark compares all models
+    flags = model_flags(args.models, args.ien_weights)
+    cells = [(seed, label) for seed in args.seeds for label in flags]  # seeds outermost: a partial benchmark compares all models
     common = ["--epochs", str(args.epochs), "--lr-step", str(args.lr_step), "--dropout", str(args.dropout), "--data-root", args.data_root,
               "--no-progress"]  # fmt: skip
     for flag, size in (("--train-size", args.train_size), ("--test-size", args.test_size)):
         if size:
             common += [flag, str(size)]
-    jobs = [(os.path.join(args.out_dir, f"{'_'.join(MODELS[label][1::2])}_s{seed}"), MODELS[label] + common + ["--seed", str(seed)])
+    jobs = [(os.path.join(args.out_dir, f"{'_'.join(flags[label][1::2])}_s{seed}"), flags[label] + common + ["--seed", str(seed)])
             for seed, label in cells]  # fmt: skip
     results = {}
     for (seed, label), metrics in zip(cells, run_many(jobs, train, args.jobs)):
         results.setdefault(label, []).append({"seed": seed, "test_error": metrics["test_error"], "parameters": metrics["parameters"],
                                               "seconds": metrics["train_seconds"], "best_epoch": metrics["best_epoch"],
+                                              "c4_disagreement": metrics.get("c4_disagreement"),
                                               "val_error": [r.get("val_metric") for r in metrics["history"]]})  # fmt: skip
         print(f"{label:>28} seed={seed} test error {100 * metrics['test_error']:.2f}% ({metrics['parameters']} params, "
               f"{metrics['train_seconds']:.0f} s)", flush=True)  # fmt: skip
@@ -74,18 +90,22 @@ def main() -> None:
         f"dropout {args.dropout:g}, "
         f"batch-norm statistics recomputed without dropout before each validation, best-on-validation checkpoint "
         f"(`python examples/images_benchmark.py --epochs {args.epochs} --lr-step {args.lr_step} --dropout {args.dropout:g} "
-        f"--seeds {' '.join(map(str, args.seeds))}`). "
-        f"Last epochs: the validation error of the last five epochs, mean over seeds (flat when converged).",
+        f"--seeds {' '.join(map(str, args.seeds))}{' --ien-weights ' + ' '.join(f'{w:g}' for w in args.ien_weights) if IEN in args.models else ''}`). "
+        f"Last epochs: the validation error of the last five epochs, mean over seeds (flat when converged). "
+        f"90° disagreement: the fraction of (test digit, rotation by 90°, 180° or 270°) pairs whose predicted class changes "
+        f"(2,000 test digits; 0 for a C4-invariant network).",
         "",
-        "| model | params | test error (%) | min / max over seeds | G-CNN paper (%) | val. error, last 5 epochs (%) | best epoch | seconds / run |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | params | test error (%) | min / max over seeds | G-CNN paper (%) | val. error, last 5 epochs (%) | best epoch "
+        "| 90° disagreement (%) | seconds / run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, runs in results.items():
         err = 100 * np.array([r["test_error"] for r in runs])
         last = 100 * np.mean([r["val_error"][-5:] for r in runs], axis=0)
+        disagreement = [r["c4_disagreement"] for r in runs if r["c4_disagreement"] is not None]  # absent from older runs
         lines.append(f"| {label} | {runs[0]['parameters']} | {err.mean():.2f} ± {err.std():.2f} | {err.min():.2f} / {err.max():.2f} | "
                      f"{PAPER.get(label, '')} | {' '.join(f'{v:.2f}' for v in last)} | {', '.join(str(r['best_epoch']) for r in runs)} | "
-                     f"{np.mean([r['seconds'] for r in runs]):.0f} |")  # fmt: skip
+                     f"{f'{100 * np.mean(disagreement):.2f}' if disagreement else ''} | {np.mean([r['seconds'] for r in runs]):.0f} |")  # fmt: skip
     table = "\n".join(lines)
     print(table)
     with open(os.path.join(args.out_dir, "results.md"), "w") as f:

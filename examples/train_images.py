@@ -67,6 +67,20 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@torch.no_grad()
+def rotation_disagreement(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 500) -> float:
+    """Fraction of (digit, rotation by 90°, 180° or 270°) pairs whose predicted class differs from the
+    unrotated digit's: 0 for a classifier invariant to C4, whatever its weights (how far the IEN
+    penalty brings a plain CNN towards that)."""
+    _, rotate = image_rotations("c4")
+    model.eval()
+    changed = 0
+    for x in images.split(batch_size):
+        pred = model(x).argmax(-1)
+        changed += sum(int((model(rotate(x, g)).argmax(-1) != pred).sum()) for g in (1, 2, 3))
+    return changed / (3 * len(images))
+
+
 def error(net, batch):
     """Misclassified fraction of a batch (the validation curve and the test error)."""
     return (net(batch.x).argmax(-1) != batch.y).double().mean(), batch.num_graphs
@@ -108,9 +122,12 @@ def main(argv=None) -> dict:
         metrics["test_error"] = metrics["test_metric"]
     if rank == 0:
         save_model(model.cpu(), os.path.join(out_dir, "model.pt"))
+        test_images = torch.cat([splits[2][i].x for i in range(min(len(splits[2]), 2000))])
+        metrics["c4_disagreement"] = rotation_disagreement(model, test_images)  # of the best-on-validation weights
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=1)
-    print(json.dumps({"model": tag, "size": size, "parameters": count_parameters(model), "test_error": metrics["test_error"]}))
+    print(json.dumps({"model": tag, "size": size, "parameters": count_parameters(model), "test_error": metrics["test_error"],
+                      "c4_disagreement": metrics.get("c4_disagreement")}))
     return metrics
 
 

@@ -94,6 +94,9 @@ def test_train_images_runs_and_the_saved_model_loads(tmp_path, model):
                     "--no-progress"])  # fmt: skip
     assert len(metrics["history"]) == 2 and 0 <= metrics["test_error"] <= 1
     assert all(0 <= r["val_metric"] <= 1 for r in metrics["history"])  # the validation error curve
+    assert 0 <= metrics["c4_disagreement"] <= 1
+    if model != "z2cnn-ien":  # invariant to 90° rotations by construction: no prediction changes
+        assert metrics["c4_disagreement"] == 0
     with open(tmp_path / "run" / "metrics.json") as f:
         extra = json.load(f)["config"]["extra"]
     assert extra["model"].startswith(model.split("-")[0])
@@ -104,12 +107,17 @@ def test_train_images_runs_and_the_saved_model_loads(tmp_path, model):
 @pytest.mark.slow
 @needs_data
 def test_benchmark_runs_jobs_in_parallel_and_plots_the_curves(tmp_path):
-    run_example("images_benchmark.py", "--models", "Z2CNN", "P4CNN", "--seeds", "0", "--epochs", "2", "--lr-step", "1",
-                "--train-size", "64", "--test-size", "64", "--jobs", "2", "--out-dir", str(tmp_path / "bench"),
-                "--data-root", str(tmp_path / "data"), timeout=600)  # fmt: skip
+    run_example("images_benchmark.py", "--models", "Z2CNN + IEN loss", "P4CNN", "--ien-weights", "0", "1", "--seeds", "0",
+                "--epochs", "2", "--lr-step", "1", "--train-size", "64", "--test-size", "64", "--jobs", "2",
+                "--out-dir", str(tmp_path / "bench"), "--data-root", str(tmp_path / "data"), timeout=600)  # fmt: skip
     results = json.loads((tmp_path / "bench" / "results.json").read_text())["results"]
-    assert set(results) == {"Z2CNN", "P4CNN"} and all(len(runs[0]["val_error"]) == 2 for runs in results.values())
-    assert "| P4CNN |" in (tmp_path / "bench" / "results.md").read_text() and (tmp_path / "bench" / "curves.png").exists()
+    assert set(results) == {"Z2CNN + IEN loss, weight 0", "Z2CNN + IEN loss, weight 1", "P4CNN"}  # one IEN run per weight
+    assert all(len(runs[0]["val_error"]) == 2 for runs in results.values())
+    assert results["P4CNN"][0]["c4_disagreement"] == 0  # C4-invariant
+    table = (tmp_path / "bench" / "results.md").read_text()
+    assert "| P4CNN |" in table and "--ien-weights 0 1" in table and (tmp_path / "bench" / "curves.png").exists()
+    ien_weight = json.loads((tmp_path / "bench" / "z2cnn-ien_1_s0" / "metrics.json").read_text())["config"]["extra"]["ien_weight"]
+    assert ien_weight == 1
 
 
 @pytest.mark.parametrize("group", ["c4", "d4", "so2"])
