@@ -122,6 +122,28 @@ def test_fit_records_a_validation_metric_and_the_test_metric(tmp_path):
     assert evaluate(model, DataLoader(test, batch_size=8), mae, torch.device("cpu")) == pytest.approx(metrics["test_metric"])
 
 
+def test_warmup_rises_linearly_composes_with_the_decay_and_resumes(tmp_path):
+    from torch_geometric.data import Data
+
+    from pyg_implicit.training import TrainConfig, fit
+
+    data = [Data(x=x[None], y=x[:1]) for x in torch.randn(16, 3)]  # 2 steps of 8 per epoch
+
+    def mse(net, batch):
+        return (net(batch.x)[:, 0] - batch.y).pow(2).mean(), batch.num_graphs
+
+    def run(out, epochs, resume=False):
+        torch.manual_seed(0)
+        config = TrainConfig(epochs=epochs, batch_size=8, lr=1e-2, lr_step=1, lr_decay=0.5, warmup_steps=4, out_dir=str(tmp_path / out),
+                             progress=False, resume=resume)  # fmt: skip
+        return [r["lr"] for r in fit(torch.nn.Linear(3, 1), data, data, data, mse, config)["history"]]
+
+    # after epoch 0: 2 of 4 warmup steps (factor 1/4 + 3/4 * 2/4) and one halving; then warm, halved twice, three times
+    assert run("straight", 3) == pytest.approx([1e-2 * 0.625 * 0.5, 1e-2 * 0.25, 1e-2 * 0.125])
+    run("resumed", 1)
+    assert run("resumed", 3, resume=True) == run("straight", 3)  # the warmup's step count travels with last.pt
+
+
 @pytest.mark.parametrize("kind", ["torch", "e3nn", "equivariant"])
 def test_precise_bn_averages_the_batch_statistics_with_dropout_off(kind):
     from e3nn import nn as e3nn_nn

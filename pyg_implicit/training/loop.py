@@ -1,4 +1,4 @@
-r"""The training loop every example shares: AdamW, step decay, best-on-validation checkpoint,
+r"""The training loop every example shares: AdamW, warmup and step decay, best-on-validation checkpoint,
 ``--resume``, JSON metrics, a progress bar, seeding, DataLoader workers and a wall-clock budget.
 
 Started as ``python script.py`` it trains in one process; inside :func:`~pyg_implicit.training.distributed`
@@ -46,6 +46,7 @@ class TrainConfig:
     weight_decay: float = 1e-12
     lr_decay: float = 0.5  # multiply the learning rate by this ...
     lr_step: int = 25  # ... every this many epochs
+    warmup_steps: int = 0  # optimizer steps over which the learning rate rises linearly from lr / warmup_steps to lr
     seed: int = 0
     out_dir: str = "runs/default"
     resume: bool = False
@@ -102,6 +103,10 @@ def fit(
     included) have passed it: a fixed wall-clock budget. The learning-rate schedule still counts
     epochs, so choose ``lr_step`` for the epochs that fit.
 
+    With ``config.warmup_steps = w > 0`` the learning rate of optimizer step t (from 0) is
+    ``lr · min(1, (t + 1) / w)`` times the step decay: the high rates that short budgets need, without
+    the first steps throwing freshly initialised weights far from where they started.
+
     With ``config.precise_bn = n > 0`` the running statistics of every batch norm are recomputed
     on the first ``n`` training batches, dropout off, before each evaluation
     (:func:`~pyg_implicit.training.precise_bn.recompute_batch_norm_statistics`): the evaluated
@@ -125,6 +130,9 @@ def fit(
     num_params = count_parameters(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_decay)
+    # Both schedulers scale the current rate in place, so the warmup (per step) composes with the decay (per epoch).
+    warmup = (torch.optim.lr_scheduler.LinearLR(optimizer, 1 / config.warmup_steps, total_iters=config.warmup_steps)
+              if config.warmup_steps > 0 else None)  # fmt: skip
     history, best_val, best_epoch, start_epoch, seconds_before = [], math.inf, -1, 0, 0.0
     os.makedirs(config.out_dir, exist_ok=True)
     last_path, best_path = os.path.join(config.out_dir, "last.pt"), os.path.join(config.out_dir, "best.pt")
@@ -134,6 +142,10 @@ def fit(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if warmup is not None and "warmup" in state:
+            warmup.load_state_dict(state["warmup"])
+        elif warmup is not None:  # a run begun without warmup goes on without it (the optimizer holds its rate)
+            warmup = None
         history, best_val, best_epoch, start_epoch = state["history"], state["best_val"], state["best_epoch"], state["epoch"] + 1
         seconds_before = state["train_seconds"]
         torch.set_rng_state(state["rng"]["torch"])
@@ -174,6 +186,8 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if warmup is not None and warmup.last_epoch < config.warmup_steps:
+                warmup.step()
             total += float(loss.detach()) * n
             count += n
         scheduler.step()
@@ -194,6 +208,7 @@ def fit(
         if rank == 0:  # plain data only: loads with weights_only=True
             save_checkpoint(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 **({"warmup": warmup.state_dict()} if warmup is not None else {}),
                  "history": history, "best_val": best_val, "best_epoch": best_epoch, "epoch": epoch,
                  "train_seconds": seconds_before + time.time() - start_time,
                  "rng": {"torch": torch.get_rng_state(), "loader": generator.get_state()}},
