@@ -33,10 +33,11 @@ ALL_MODELS = ["ik-so2", "ik-cone", "ik-o3", "segnn", "mpnn"]
 SHORT_BUDGET_MODEL_LR = {"segnn": 4e-3}
 PRESETS = {
     "quick": dict(models=["ik-so2", "ik-o3"], stiffness=[0.0, 100.0, 1000.0], epochs=40, lr=1.6e-2, lr_step=15,
-                  model_lr=SHORT_BUDGET_MODEL_LR),
+                  model_lr=SHORT_BUDGET_MODEL_LR, warmup_steps=0),
     "medium": dict(models=ALL_MODELS, stiffness=list(STIFFNESS_VALUES), epochs=30, lr=1.6e-2, lr_step=10,
-                   model_lr=SHORT_BUDGET_MODEL_LR),
-    "paper": dict(models=ALL_MODELS, stiffness=list(STIFFNESS_VALUES), epochs=200, lr=5e-4, lr_step=25, model_lr={}),
+                   model_lr=SHORT_BUDGET_MODEL_LR, warmup_steps=0),
+    "paper": dict(models=ALL_MODELS, stiffness=list(STIFFNESS_VALUES), epochs=200, lr=5e-4, lr_step=25, model_lr={},
+                  warmup_steps=0),
 }
 EVAL_SIZE = 128  # validation and test systems, as in the paper
 BUDGET = 47633  # parameters of every model: that of the earlier tables (about SEGNN's size in the paper)
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--model-lr", nargs="+", default=[], metavar="MODEL=LR",
                         help="a model's own learning rate, e.g. segnn=4e-3 (default: --lr if given, else the preset's)")
     parser.add_argument("--lr-step", type=int)
+    parser.add_argument("--warmup-steps", type=int, help="optimizer steps of linear learning-rate warmup (default: the preset's)")
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--budget", type=int, default=BUDGET, help="parameter budget of every model")
@@ -71,6 +73,7 @@ def main() -> None:
     models = args.models or preset["models"]
     stiffness = args.stiffness or preset["stiffness"]
     epochs, lr, lr_step = args.epochs or preset["epochs"], args.lr or preset["lr"], args.lr_step or preset["lr_step"]
+    warmup_steps = preset["warmup_steps"] if args.warmup_steps is None else args.warmup_steps
     model_lr = {spec: lr if args.lr is not None else preset["model_lr"].get(spec, lr) for spec in models}
     model_lr |= parse_model_lr(args.model_lr, models)
     train_size, seeds = args.train_size, args.seeds
@@ -90,7 +93,7 @@ def main() -> None:
             "--model", model, "--group", group, "--stiffness", str(k), "--budget", str(budget), "--epochs", str(epochs),
             "--lr", str(model_lr[spec]), "--lr-step", str(lr_step), "--train-size", str(train_size), "--eval-size", str(EVAL_SIZE),
             "--batch-size", str(args.batch_size), "--seed", str(seed), "--data-root", args.data_root, "--no-progress"]
-            + (["--no-springs"] if args.no_springs else [])))  # fmt: skip
+            + (["--warmup-steps", str(warmup_steps)] if warmup_steps else []) + (["--no-springs"] if args.no_springs else [])))  # fmt: skip
     results, total_seconds = {}, 0.0
     for (spec, k, seed), metrics in zip(cells, run_many(jobs, train, args.jobs)):
         results.setdefault(spec, {}).setdefault(f"{k:g}", []).append(
@@ -107,7 +110,8 @@ def main() -> None:
     lines = [
         f"Test MSE (positions at frame 40), mean ± std over seeds {seeds}. Budget: {epochs} epochs, batch "
         f"{args.batch_size}, {train_size} training systems, {EVAL_SIZE} validation / {EVAL_SIZE} test, AdamW lr {lr_text} halved every "
-        f"{lr_step} epochs, best-on-validation checkpoint; parameter budget {budget}; "
+        f"{lr_step} epochs{f' after {warmup_steps} steps of linear warmup' if warmup_steps else ''}, best-on-validation checkpoint; "
+        f"parameter budget {budget}; "
         f"{'no spring indicator (the paper protocol)' if args.no_springs else 'spring indicator on the edges'} "
         f"(`python examples/nbody_sweep.py --preset {args.preset}`; training time summed over runs {total_seconds:.0f} s).",
         "",
@@ -126,8 +130,8 @@ def main() -> None:
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"stiffness": stiffness, "epochs": epochs, "seeds": seeds, "budget": budget, "lr": model_lr, "results": results},
-                  f, indent=1)
+        json.dump({"stiffness": stiffness, "epochs": epochs, "seeds": seeds, "budget": budget, "lr": model_lr,
+                   "warmup_steps": warmup_steps, "results": results}, f, indent=1)
     plot(results, stiffness, models, os.path.join(out_dir, "results.png"))
 
 
