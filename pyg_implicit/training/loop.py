@@ -46,7 +46,7 @@ class TrainConfig:
     weight_decay: float = 1e-12
     lr_decay: float = 0.5  # multiply the learning rate by this ...
     lr_step: int = 25  # ... every this many epochs
-    warmup_steps: int = 0  # optimizer steps over which the learning rate rises linearly from lr / warmup_steps to lr
+    warmup_steps: int = 0  # optimizer steps over which the learning rate rises linearly from lr / warmup_steps to lr (0: none)
     seed: int = 0
     out_dir: str = "runs/default"
     resume: bool = False
@@ -103,9 +103,9 @@ def fit(
     included) have passed it: a fixed wall-clock budget. The learning-rate schedule still counts
     epochs, so choose ``lr_step`` for the epochs that fit.
 
-    With ``config.warmup_steps = w > 0`` the learning rate of optimizer step t (from 0) is
-    ``lr · min(1, (t + 1) / w)`` times the step decay: the high rates that short budgets need, without
-    the first steps throwing freshly initialised weights far from where they started.
+    With ``config.warmup_steps = w > 0`` the learning rate rises linearly from ``lr / w`` at the
+    first optimizer step to ``lr`` at step ``w`` (times the step decay): the high rates that short
+    budgets need, without the first steps throwing freshly initialised weights far off.
 
     With ``config.precise_bn = n > 0`` the running statistics of every batch norm are recomputed
     on the first ``n`` training batches, dropout off, before each evaluation
