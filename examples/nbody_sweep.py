@@ -32,7 +32,7 @@ ALL_MODELS = ["ik-so2", "ik-cone", "ik-o3", "segnn", "mpnn"]
 # 1.6e-2 (seed 0, README).
 SHORT_BUDGET_MODEL_LR = {"segnn": 4e-3}
 # Two epochs of linear warmup: without it, the first steps at these rates threw some seeds' fresh
-# weights far off (training loss up to 6 after one epoch) and those runs ended 5-20x worse.
+# weights far off (training loss up to 6 after one epoch) and those runs ended up to 16x worse.
 WARMUP_STEPS = 48
 PRESETS = {
     "quick": dict(models=["ik-so2", "ik-o3"], stiffness=[0.0, 100.0, 1000.0], epochs=40, lr=1.6e-2, lr_step=15,
