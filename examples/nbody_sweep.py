@@ -89,7 +89,7 @@ def main() -> None:
             NBodyConstrained(args.data_root, k, split, size, springs=not args.no_springs)
     # stiffness outermost: a partial sweep still compares all models
     cells = [(spec, k, seed) for k in stiffness for spec in models for seed in seeds]
-    jobs = []
+    jobs = []  # --warmup-steps only when set: runs made without it keep the arguments run_once stored for them
     for spec, k, seed in cells:
         model, group = split_spec(spec)
         jobs.append((os.path.join(out_dir, f"{spec}_k{k:g}_s{seed}"), [
