@@ -129,6 +129,20 @@ def test_nbody_predictor_is_equivariant(float64, tmp_path, name, group):
         assert (model(moved) - pred @ R.T).abs().max() < 1e-9
 
 
+def test_retest_per_system_errors_average_to_the_test_mse(tmp_path):
+    from nbody_retest import per_system_mse
+
+    data = NBodyConstrained(str(tmp_path), 100.0, "test", num_samples=37)
+    model = random_head(nbody_model("mpnn", 4)).eval()
+    errors = per_system_mse(model, data, batch_size=8)  # batches that split the set unevenly
+    assert errors.shape == (37,) and (errors > 0).all()
+    batch = next(iter(DataLoader(data, batch_size=37)))
+    with torch.no_grad():
+        assert abs(errors.mean() - torch.nn.functional.mse_loss(model(batch), batch.y).item()) < 1e-6 * errors.mean()
+        first = batch.get_example(0)
+        assert abs(errors[0] - torch.nn.functional.mse_loss(model(first), first.y).item()) < 1e-6 * errors[0]
+
+
 @pytest.mark.slow
 def test_budget_matching_within_ten_percent():
     budget = 47633  # the sweep's
@@ -153,3 +167,11 @@ def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
         assert results[spec]["0"][0]["test_mse"] == metrics["test_loss"]
     run_example("nbody_sweep.py", *args)  # finished runs are read, not retrained
     assert json.loads((tmp_path / "sweep" / "results.json").read_text())["results"] == results
+
+    # the same checkpoints on a larger test set, with the error's tail
+    run_example("nbody_retest.py", str(tmp_path / "sweep"), "--test-size", "200", "--data-root", str(tmp_path / "data"))
+    retest = json.loads((tmp_path / "sweep" / "retest_200.json").read_text())["results"]
+    assert set(retest) == {"ik-so2", "mpnn"}
+    for cell in (retest["ik-so2"]["0"][0], retest["mpnn"]["0"][0]):
+        assert cell["seed"] == 0 and 0 < cell["median"] <= cell["q99"] and 0.01 <= cell["worst_1pct_share"] <= 1
+    assert "| MPNN |" in (tmp_path / "sweep" / "retest_200.md").read_text()
