@@ -44,7 +44,8 @@ PRESETS = {
 }
 EVAL_SIZE = 128  # validation and test systems, as in the paper
 BUDGET = 47633  # parameters of every model: that of the earlier tables (about SEGNN's size in the paper)
-LABELS = {"ik-so2": "SO(2)-CNN-IK", "ik-cone": "cone-CNN-IK", "ik-o3": "O(3)-CNN-IK", "segnn": "O(3)-SEGNN", "mpnn": "MPNN"}
+LABELS = {"ik-so2": "SO(2)-CNN-IK", "ik-cone": "cone-CNN-IK", "ik-o3": "O(3)-CNN-IK", "segnn": "O(3)-SEGNN", "mpnn": "MPNN",
+          "standard-so2": "SO(2)-CNN-standard", "standard-cone": "cone-CNN-standard", "standard-o3": "O(3)-CNN-standard"}
 
 
 def split_spec(spec: str):
@@ -63,6 +64,7 @@ def main() -> None:
                         help="a model's own learning rate, e.g. segnn=4e-3 (default: --lr if given, else the preset's)")
     parser.add_argument("--lr-step", type=int)
     parser.add_argument("--warmup-steps", type=int, help="optimizer steps of linear learning-rate warmup (default: the preset's)")
+    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay of every model (default: train_nbody.py's, 1e-12)")
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--budget", type=int, default=BUDGET, help="parameter budget of every model")
@@ -89,14 +91,15 @@ def main() -> None:
             NBodyConstrained(args.data_root, k, split, size, springs=not args.no_springs)
     # stiffness outermost: a partial sweep still compares all models
     cells = [(spec, k, seed) for k in stiffness for spec in models for seed in seeds]
-    jobs = []  # --warmup-steps only when set: runs made without it keep the arguments run_once stored for them
+    jobs = []  # --warmup-steps, --weight-decay only when set: runs made without them keep the arguments run_once stored for them
     for spec, k, seed in cells:
         model, group = split_spec(spec)
         jobs.append((os.path.join(out_dir, f"{spec}_k{k:g}_s{seed}"), [
             "--model", model, "--group", group, "--stiffness", str(k), "--budget", str(budget), "--epochs", str(epochs),
             "--lr", str(model_lr[spec]), "--lr-step", str(lr_step), "--train-size", str(train_size), "--eval-size", str(EVAL_SIZE),
             "--batch-size", str(args.batch_size), "--seed", str(seed), "--data-root", args.data_root, "--no-progress"]
-            + (["--warmup-steps", str(warmup_steps)] if warmup_steps else []) + (["--no-springs"] if args.no_springs else [])))  # fmt: skip
+            + (["--warmup-steps", str(warmup_steps)] if warmup_steps else []) + (["--no-springs"] if args.no_springs else [])
+            + (["--weight-decay", str(args.weight_decay)] if args.weight_decay is not None else [])))  # fmt: skip
     results, total_seconds = {}, 0.0
     for (spec, k, seed), metrics in zip(cells, run_many(jobs, train, args.jobs)):
         results.setdefault(spec, {}).setdefault(f"{k:g}", []).append(
@@ -113,7 +116,8 @@ def main() -> None:
     lines = [
         f"Test MSE (positions at frame 40), mean ± std over seeds {seeds}. Budget: {epochs} epochs, batch "
         f"{args.batch_size}, {train_size} training systems, {EVAL_SIZE} validation / {EVAL_SIZE} test, AdamW lr {lr_text} halved every "
-        f"{lr_step} epochs{f' after {warmup_steps} steps of linear warmup' if warmup_steps else ''}, best-on-validation checkpoint; "
+        f"{lr_step} epochs{f' after {warmup_steps} steps of linear warmup' if warmup_steps else ''}"
+        f"{f', weight decay {args.weight_decay:g}' if args.weight_decay is not None else ''}, best-on-validation checkpoint; "
         f"parameter budget {budget}; "
         f"{'no spring indicator (the paper protocol)' if args.no_springs else 'spring indicator on the edges'} "
         f"(`python examples/nbody_sweep.py --preset {args.preset}`; training time summed over runs {total_seconds:.0f} s).",
@@ -134,7 +138,8 @@ def main() -> None:
         f.write(table + "\n")
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"stiffness": stiffness, "epochs": epochs, "seeds": seeds, "budget": budget, "lr": model_lr,
-                   "warmup_steps": warmup_steps, "results": results}, f, indent=1)
+                   "warmup_steps": warmup_steps,
+                   "weight_decay": args.weight_decay, "results": results}, f, indent=1)
     plot(results, stiffness, models, os.path.join(out_dir, "results.png"))
 
 
