@@ -53,7 +53,8 @@ def load_run(run_dir: str) -> tuple[torch.nn.Module, dict]:
     config = json.load(open(os.path.join(run_dir, "metrics.json")))["config"]
     extra = config["extra"]
     name, _, group = extra["model"].partition("-")
-    model = nbody_model(name, extra["width"], group or "o3", extra["springs"], extra["path_weights"], extra["update_layers"])
+    model = nbody_model(name, extra["width"], group or "o3", extra["springs"], extra["path_weights"], extra["update_layers"],
+                        extra.get("num_basis", 0))  # runs made before the option have none
     model.load_state_dict(torch.load(os.path.join(run_dir, "best.pt"), map_location="cpu", weights_only=True))
     return model, config
 

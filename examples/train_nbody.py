@@ -20,7 +20,8 @@ MODELS = ("ik", "standard", "segnn", "mpnn")
 
 
 def nbody_model(
-    name: str, width: int, group: str = "so2", springs: bool = True, path_weights: str = "full", update_layers: int = 3
+    name: str, width: int, group: str = "so2", springs: bool = True, path_weights: str = "full", update_layers: int = 3,
+    num_basis: int = 0,
 ) -> NBodyPredictor:
     r"""The N-body model ``name`` at width ``width``.
 
@@ -37,7 +38,9 @@ def nbody_model(
     ``springs=False`` builds the models for the paper's protocol (no spring indicator on the edges);
     ``path_weights`` is that of the ik / standard kernels' bilinear maps (``"factorized"`` spends
     fewer parameters on them, so a budget buys wider node features); ``update_layers`` the depth of
-    their blocks' node updates (the README's N-body ablation).
+    their blocks' node updates (the README's N-body ablation); ``num_basis`` the size of the
+    Gaussian distance embedding the ik kernels read next to the polynomials (0: none, as in the
+    paper; the standard kernels always have one).
     """
     node, edge, out = NBodyConstrained.node_irreps, NBodyConstrained.edge_irreps if springs else None, "1x1o"
     vectors, kernel_width = (width + 1) // 2, 4
@@ -45,7 +48,7 @@ def nbody_model(
     if name == "ik":
         backbone = SteerableCNN(node, hidden, out, group, num_layers=4, edge_attr_irreps=edge, lmax=1,
                                 kernel_hidden_irreps=kernel_hidden, mlp_layers=3, path_weights=path_weights,
-                                update_layers=update_layers)  # fmt: skip
+                                update_layers=update_layers, num_basis=num_basis)  # fmt: skip
     elif name == "standard":
         backbone = SteerableCNN(node, hidden, out, group, num_layers=4, kernel="standard", edge_attr_irreps=edge,
                                 lmax=1, radial_features=kernel_width, path_weights=path_weights,
@@ -73,6 +76,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-springs", action="store_true", help="the paper's protocol: no spring indicator on the edges")
     parser.add_argument("--path-weights", choices=("full", "factorized"), default="full", help="bilinear-map weights of ik / standard")
     parser.add_argument("--update-layers", type=int, default=3, help="linear layers of the node update of ik / standard blocks")
+    parser.add_argument("--num-basis", type=int, default=0,
+                        help="Gaussian embedding of the distance fed to the implicit kernel next to the polynomials (0: none, the paper's)")
     add_training_arguments(parser, epochs=200, batch_size=128, lr=5e-4, weight_decay=1e-12, lr_step=25)
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--eval-size", type=int, default=128, help="systems in the validation and in the test set")
@@ -90,10 +95,11 @@ def main(argv=None) -> dict:
             splits = [NBodyConstrained(args.data_root, args.stiffness, split, size, springs=not args.no_springs)
                       for split, size in [("train", args.train_size), ("val", args.eval_size), ("test", args.eval_size)]]  # fmt: skip
         seed_everything(args.seed)  # the initial weights depend on the seed too
-        build = lambda width: nbody_model(args.model, width, args.group, not args.no_springs, args.path_weights, args.update_layers)  # noqa: E731
+        build = lambda width: nbody_model(args.model, width, args.group, not args.no_springs, args.path_weights, args.update_layers,  # noqa: E731
+                                          args.num_basis)
         model, width = match_budget(build, args.budget) if args.budget else (build(args.width), args.width)
         extra = {"task": "nbody", "model": tag, "stiffness": args.stiffness, "width": width, "springs": not args.no_springs,
-                 "path_weights": args.path_weights, "update_layers": args.update_layers}  # fmt: skip
+                 "path_weights": args.path_weights, "update_layers": args.update_layers, "num_basis": args.num_basis}  # fmt: skip
         config = config_from_args(args, out_dir, extra)
         metrics = fit(model, *splits, mse, config)
     print(json.dumps({"model": tag, "stiffness": args.stiffness, "width": width,
