@@ -81,6 +81,29 @@ def rotation_disagreement(model: torch.nn.Module, images: torch.Tensor, batch_si
     return changed / (3 * len(images))
 
 
+def ien_layers() -> tuple:
+    """The IEN penalty of the Z2CNN: C4 rotations of the input; the logits invariant and the hidden maps
+    after the second and fourth convolutions equivariant, their channels read as 5 x 4 orientations."""
+    sample, rotate = image_rotations("c4")
+    _, regular = image_rotations("c4", regular_channels=True)
+    return sample, rotate, {"": lambda y, g: y, "convs.2": regular, "convs.4": regular}
+
+
+@torch.no_grad()
+def ien_relative_errors(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 500) -> dict:
+    """The IEN penalty's terms, unweighted, on ``images`` under all three non-trivial rotations: per
+    layer, the squared error of the rotated input's map against the rotated map, over the map's
+    variance (0 for an exactly equivariant Z2CNN). For the Z2CNN with and without the penalty."""
+    _, rotate, layers = ien_layers()
+    model.eval()
+    errors = {}
+    for name, action in layers.items():
+        term = EquivarianceLoss(model, rotate, {name: action}, lambda n: [1, 2, 3], weight=1.0, num_samples=3)
+        values = [float(term(x)[1]) for x in images.split(batch_size)]
+        errors[name or "logits"] = sum(values) / len(values)
+    return errors
+
+
 def error(net, batch):
     """Misclassified fraction of a batch (the validation curve and the test error)."""
     return (net(batch.x).argmax(-1) != batch.y).double().mean(), batch.num_graphs
@@ -103,9 +126,7 @@ def main(argv=None) -> dict:
         kernel_width = args.kernel_width if args.model == "ik" else None
         ien = None
         if args.model == "z2cnn-ien":  # logits invariant, hidden maps equivariant with channels as 5 x 4 orientations
-            sample, rotate = image_rotations("c4")
-            _, regular = image_rotations("c4", regular_channels=True)
-            layers = {"": lambda y, g: y, "convs.2": regular, "convs.4": regular}
+            sample, rotate, layers = ien_layers()
             ien = EquivarianceLoss(model, rotate, layers, sample, weight=args.ien_weight,
                                    schedule=linear_warmup(len(splits[0]) // args.batch_size))  # fmt: skip
 
@@ -124,6 +145,8 @@ def main(argv=None) -> dict:
         save_model(model.cpu(), os.path.join(out_dir, "model.pt"))
         test_images = torch.cat([splits[2][i].x for i in range(min(len(splits[2]), 2000))])
         metrics["c4_disagreement"] = rotation_disagreement(model, test_images)  # of the best-on-validation weights
+        if args.model in ("z2cnn", "z2cnn-ien"):
+            metrics["ien_relative_error"] = ien_relative_errors(model, test_images)
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=1)
     print(json.dumps({"model": tag, "size": size, "parameters": count_parameters(model), "test_error": metrics["test_error"],

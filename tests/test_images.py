@@ -97,11 +97,29 @@ def test_train_images_runs_and_the_saved_model_loads(tmp_path, model):
     assert 0 <= metrics["c4_disagreement"] <= 1
     if model != "z2cnn-ien":  # invariant to 90° rotations by construction: no prediction changes
         assert metrics["c4_disagreement"] == 0
+    else:  # the penalty's terms, measured on the test digits
+        assert set(metrics["ien_relative_error"]) == {"logits", "convs.2", "convs.4"}
+        assert all(0 < v < float("inf") for v in metrics["ien_relative_error"].values())
     with open(tmp_path / "run" / "metrics.json") as f:
         extra = json.load(f)["config"]["extra"]
     assert extra["model"].startswith(model.split("-")[0])
     loaded = load_model(str(tmp_path / "run" / "model.pt")).eval()  # the documented one-liner
     assert loaded(torch.rand(5, 1, 28, 28)).shape == (5, 10)
+
+
+def test_ien_relative_error_of_the_logits_vanishes_on_c4_symmetric_images():
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+    from train_images import build_model, ien_layers, ien_relative_errors
+
+    _, rotate, _ = ien_layers()
+    x = torch.rand(6, 1, 28, 28, dtype=torch.float64)
+    symmetric = (x + rotate(x, 1) + rotate(x, 2) + rotate(x, 3)) / 4  # a rotated copy is the image itself
+    model = build_model("z2cnn", 4, "c4").double().eval()
+    errors = ien_relative_errors(model, symmetric)
+    assert errors["logits"] < 1e-20 and errors["convs.2"] > 1e-3  # a Z2CNN's hidden maps are not regular fields
+    assert ien_relative_errors(model, x)["logits"] > 1e-6
 
 
 @pytest.mark.slow
