@@ -138,8 +138,7 @@ def main() -> None:
         f.write(table + "\n")
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"stiffness": stiffness, "epochs": epochs, "seeds": seeds, "budget": budget, "lr": model_lr,
-                   "warmup_steps": warmup_steps,
-                   "weight_decay": args.weight_decay, "results": results}, f, indent=1)
+                   "warmup_steps": warmup_steps, "weight_decay": args.weight_decay, "results": results}, f, indent=1)
     plot(results, stiffness, models, os.path.join(out_dir, "results.png"))
 
 
