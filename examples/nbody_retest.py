@@ -1,7 +1,7 @@
 """Re-test the best checkpoints of an N-body sweep on a larger test set, with the error's tail.
 
     python examples/nbody_sweep.py --models ik-so2 mpnn --seeds 0 1 2 --out-dir runs/nbody_warmup
-    python examples/nbody_retest.py runs/nbody_warmup                     # 4,096 fresh test systems per stiffness
+    python examples/nbody_retest.py runs/nbody_warmup                     # 4,096 test systems per stiffness
     python examples/nbody_retest.py runs/nbody_warmup --test-size 16384
 
 The paper's test set has 128 systems. The per-system error is heavy-tailed (a few systems whose
@@ -86,7 +86,7 @@ def main(argv=None) -> dict:
               + " ".join(f"{name} {value:.3g}" for name, value in stats.items()), flush=True)  # fmt: skip
 
     stiffness = sorted({k for cells in results.values() for k in cells}, key=float)
-    lines = [f"Best-on-validation checkpoints of `{args.sweep_dir}` on {args.test_size} fresh test systems per stiffness "
+    lines = [f"Best-on-validation checkpoints of `{args.sweep_dir}` on {args.test_size} test systems per stiffness "
              f"(`python examples/nbody_retest.py {args.sweep_dir} --test-size {args.test_size}`); per-system MSE, mean ± std over seeds.", ""]  # fmt: skip
     for name, (title, _) in STATISTICS.items():
         lines += [f"{title}:", "", "| model | " + " | ".join(f"k={k}" for k in stiffness) + " |", "|---|" + "---|" * len(stiffness)]
