@@ -24,7 +24,7 @@ import torch
 from torch_geometric.loader import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nbody_sweep import ALL_MODELS, LABELS  # noqa: E402
+from nbody_sweep import ALL_MODELS, LABELS, split_spec  # noqa: E402
 from train_nbody import nbody_model  # noqa: E402
 
 from pyg_implicit.datasets import NBodyConstrained  # noqa: E402
@@ -52,8 +52,8 @@ def load_run(run_dir: str) -> tuple[torch.nn.Module, dict]:
     """The model of a finished ``train_nbody.py`` run with its best-on-validation weights, and its config."""
     config = json.load(open(os.path.join(run_dir, "metrics.json")))["config"]
     extra = config["extra"]
-    name, _, group = extra["model"].partition("-")
-    model = nbody_model(name, extra["width"], group or "o3", extra["springs"], extra["path_weights"], extra["update_layers"],
+    name, group = split_spec(extra["model"])
+    model = nbody_model(name, extra["width"], group, extra["springs"], extra["path_weights"], extra["update_layers"],
                         extra.get("num_basis", 0))  # runs made before the option have none
     model.load_state_dict(torch.load(os.path.join(run_dir, "best.pt"), map_location="cpu", weights_only=True))
     return model, config
