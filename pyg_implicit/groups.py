@@ -327,6 +327,12 @@ class Group:
         rel = self.coset_representatives.transpose(-1, -2) @ R[..., None, :, :]  # [..., c, 3, 3]
         return self._in_identity_component(rel, atol).any(dim=-1)
 
+    def is_subgroup_of(self, other: "Group") -> bool:
+        r"""Whether :math:`G \le H` for :math:`H` = ``other``: the Lie algebra of :math:`G` lies in that
+        of :math:`H` and every component of :math:`G` (its coset representatives) meets :math:`H`."""
+        lie_inside = _span_basis(torch.cat([other.lie_algebra, self.lie_algebra])).shape[0] == other.lie_dim
+        return lie_inside and bool(other.contains(self.coset_representatives).all())
+
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         r"""``n`` random elements as float64 matrices ``[n, 3, 3]``, distributed by the Haar measure.

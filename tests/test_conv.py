@@ -86,6 +86,28 @@ def test_implicit_kernel_with_a_distance_embedding_is_equivariant_and_not_outsid
         make(ImplicitConv, name, num_basis=-1)
 
 
+@pytest.mark.parametrize("name,mlp_group", [("so2", "o3"), ("so2", "o2"), ("cone", "fullcyl"), ("c4", "d4"), ("d4", "oh")])
+def test_implicit_kernel_with_a_larger_mlp_group_is_equivariant_to_its_own_group_only(float64, name, mlp_group):
+    """mlp_group = H >= G: the kernel features h are H-equivariant, the layer (B is G's) G-equivariant and no more."""
+    conv = make(ImplicitConv, name, mlp_group=mlp_group)
+    assert conv.kernel.mlp_group.name == mlp_group and f"mlp_group={mlp_group}" in repr(conv)
+    args = inputs(conv)
+    assert_equivariant(conv, name, args, ACTIONS, OUT, n_samples=3, tolerance=1e-9)
+    outside = get_group(mlp_group).sample(8, generator=torch.Generator().manual_seed(3))
+    outside = outside[~get_group(name).contains(outside)][:3]
+    assert len(outside) > 0 and equivariance_error(conv, outside, args, ACTIONS, OUT).min() > 1e-3
+    # the kernel network itself is H-equivariant: h(R x, D_z(R) z) = D_h(R) h(x, z) for R in H outside G
+    kernel = conv.kernel.eval()
+    g = torch.Generator().manual_seed(1)
+    vec, edge_attr, node_attr = torch.randn(30, 3, generator=g), torch.randn(30, 4, generator=g), torch.randn(30, 5, generator=g)
+    h = kernel.features(vec, edge_attr, node_attr, node_attr)
+    for R in outside:
+        moved = kernel.features(vec @ R.T, edge_attr @ irreps_D(EDGE, R).T, *2 * [node_attr @ irreps_D(NODE, R).T])
+        assert (moved - h @ irreps_D(kernel.irreps_features, R).T).abs().max() < 1e-9
+    with pytest.raises(ValueError, match="mlp_group: expected a group containing the layer's group o3"):
+        make(ImplicitConv, "o3", mlp_group="so2")
+
+
 @pytest.mark.parametrize("cls", CONVS)
 @pytest.mark.parametrize("name", ["so2", "cone", "o3"])
 def test_equivariant_float32(cls, name):

@@ -170,3 +170,13 @@ def test_all_bilinear_bases_up_to_l3_solve(name):
                 lhs = torch.einsum("gij,njkl->gnikl", D[2], C)
                 rhs = torch.einsum("nijm,gjk,gml->gnikl", C, D[0], D[1])
                 assert torch.allclose(lhs, rhs, atol=1e-11, rtol=0)
+
+
+def test_subgroup_relation_of_the_catalogue():
+    supergroups = {  # G: every H of these names with G <= H
+        "so2": {"so2", "o2", "cone", "fullcyl", "so3", "o3"}, "cone": {"cone", "fullcyl", "o3"},
+        "c4": {"c4", "d4", "so2", "o2", "cone", "fullcyl", "oh", "so3", "o3"}, "d4": {"d4", "o2", "fullcyl", "oh", "so3", "o3"},
+        "oh": {"oh", "o3"}, "o3": {"o3"},
+    }  # fmt: skip
+    for name, expected in supergroups.items():
+        assert {h for h in ["o3", "so3", "so2", "o2", "cone", "fullcyl", "c4", "d4", "oh"] if get_group(name).is_subgroup_of(get_group(h))} == expected, name

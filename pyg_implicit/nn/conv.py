@@ -176,6 +176,8 @@ class ImplicitConv(SteerableConv):
         num_basis (int): Size of a Gaussian embedding of :math:`|x|` on ``[0, max_radius]`` fed to
             the kernel MLP next to the polynomials; :obj:`0`: none. (default: :obj:`0`)
         max_radius (float): Range of that embedding. (default: :obj:`2.0`)
+        mlp_group (str or Group, optional): A group :math:`H \ge G` for the kernel MLP's hidden
+            layers (see :class:`ImplicitKernel`). (default: :obj:`None`, the layer's group)
         **kwargs (optional): ``root_weight`` and ``bias`` of :class:`SteerableConv` (both
             :obj:`True` by default), and additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
@@ -208,12 +210,14 @@ class ImplicitConv(SteerableConv):
         path_weights: str = "full",
         num_basis: int = 0,
         max_radius: float = 2.0,
+        mlp_group: Optional[Union[str, Group]] = None,
         **kwargs,
     ) -> None:
         kernel = ImplicitKernel(
             irreps_in, irreps_out, group, lmax=lmax, hidden_irreps=hidden_irreps, mlp_layers=mlp_layers,
             edge_attr_irreps=edge_attr_irreps, node_attr_irreps=node_attr_irreps, activation=activation,
             batch_norm=batch_norm, sigma=sigma, path_weights=path_weights, num_basis=num_basis, max_radius=max_radius,
+            mlp_group=mlp_group,
         )  # fmt: skip
         super().__init__(kernel, **kwargs)
 
