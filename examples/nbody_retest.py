@@ -54,7 +54,8 @@ def load_run(run_dir: str) -> tuple[torch.nn.Module, dict]:
     extra = config["extra"]
     name, group = split_spec(extra["model"])
     model = nbody_model(name, extra["width"], group, extra["springs"], extra["path_weights"], extra["update_layers"],
-                        extra.get("num_basis", 0))  # runs made before the option have none
+                        extra.get("num_basis", 0), extra.get("kernel_mlp_layers", 3),
+                        extra.get("kernel_mlp_group"))  # defaults: runs made before the options
     model.load_state_dict(torch.load(os.path.join(run_dir, "best.pt"), map_location="cpu", weights_only=True))
     return model, config
 

@@ -7,6 +7,7 @@
 import argparse
 import json
 import os
+from typing import Optional
 
 import torch.nn.functional as F
 
@@ -21,12 +22,12 @@ MODELS = ("ik", "standard", "segnn", "mpnn")
 
 def nbody_model(
     name: str, width: int, group: str = "so2", springs: bool = True, path_weights: str = "full", update_layers: int = 3,
-    num_basis: int = 0,
+    num_basis: int = 0, kernel_mlp_layers: int = 3, kernel_mlp_group: Optional[str] = None,
 ) -> NBodyPredictor:
     r"""The N-body model ``name`` at width ``width``.
 
     * ``"ik"``: :class:`SteerableCNN` with implicit kernels for ``group``: node features
-      ``w x 0e + ceil(w/2) x 1o``, 4 blocks, kernel G-MLP of 3 layers with ``4 x (0e + 1o)``
+      ``w x 0e + ceil(w/2) x 1o``, 4 blocks, kernel G-MLP of ``kernel_mlp_layers`` (3) layers with ``4 x (0e + 1o)``
       hidden fields for every group and width, harmonic polynomials up to l = 1 (paper app. B.2). Node features with more scalars
       than vectors, and kernels narrower than the nodes: the bilinear map of a subgroup costs
       (node width)^2 x (kernel width) parameters, and the strings' pull is a per-particle function
@@ -40,15 +41,18 @@ def nbody_model(
     fewer parameters on them, so a budget buys wider node features); ``update_layers`` the depth of
     their blocks' node updates (the README's N-body ablation); ``num_basis`` the size of the
     Gaussian distance embedding the ik kernels read next to the polynomials (0: none, as in the
-    paper; the standard kernels always have one).
+    paper; the standard kernels always have one); ``kernel_mlp_layers`` the depth of the ik kernels'
+    G-MLP (1: a kernel linear in the harmonic polynomials, times the Gaussian shell), and
+    ``kernel_mlp_group`` a group :math:`H \ge G` for that G-MLP's hidden layers (``"o3"``: the ik kernel
+    is nonlinear in :math:`|x|` only; :class:`~pyg_implicit.nn.ImplicitKernel`'s ``mlp_group``).
     """
     node, edge, out = NBodyConstrained.node_irreps, NBodyConstrained.edge_irreps if springs else None, "1x1o"
     vectors, kernel_width = (width + 1) // 2, 4
     hidden, kernel_hidden = f"{width}x0e+{vectors}x1o", f"{kernel_width}x0e+{kernel_width}x1o"
     if name == "ik":
         backbone = SteerableCNN(node, hidden, out, group, num_layers=4, edge_attr_irreps=edge, lmax=1,
-                                kernel_hidden_irreps=kernel_hidden, mlp_layers=3, path_weights=path_weights,
-                                update_layers=update_layers, num_basis=num_basis)  # fmt: skip
+                                kernel_hidden_irreps=kernel_hidden, mlp_layers=kernel_mlp_layers, path_weights=path_weights,
+                                update_layers=update_layers, num_basis=num_basis, mlp_group=kernel_mlp_group)  # fmt: skip
     elif name == "standard":
         backbone = SteerableCNN(node, hidden, out, group, num_layers=4, kernel="standard", edge_attr_irreps=edge,
                                 lmax=1, radial_features=kernel_width, path_weights=path_weights,
@@ -78,6 +82,9 @@ def parse_args(argv=None):
     parser.add_argument("--update-layers", type=int, default=3, help="linear layers of the node update of ik / standard blocks")
     parser.add_argument("--num-basis", type=int, default=0,
                         help="Gaussian embedding of the distance fed to the implicit kernel next to the polynomials (0: none, the paper's)")
+    parser.add_argument("--kernel-mlp-layers", type=int, default=3,
+                        help="linear layers of the implicit kernel's G-MLP (1: linear in the polynomials)")
+    parser.add_argument("--kernel-mlp-group", help="a larger group for the implicit kernel's G-MLP (e.g. o3; default: --group)")
     add_training_arguments(parser, epochs=200, batch_size=128, lr=5e-4, weight_decay=1e-12, lr_step=25)
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--eval-size", type=int, default=128, help="systems in the validation and in the test set")
@@ -96,10 +103,11 @@ def main(argv=None) -> dict:
                       for split, size in [("train", args.train_size), ("val", args.eval_size), ("test", args.eval_size)]]  # fmt: skip
         seed_everything(args.seed)  # the initial weights depend on the seed too
         build = lambda width: nbody_model(args.model, width, args.group, not args.no_springs, args.path_weights, args.update_layers,  # noqa: E731
-                                          args.num_basis)
+                                          args.num_basis, args.kernel_mlp_layers, args.kernel_mlp_group)
         model, width = match_budget(build, args.budget) if args.budget else (build(args.width), args.width)
         extra = {"task": "nbody", "model": tag, "stiffness": args.stiffness, "width": width, "springs": not args.no_springs,
-                 "path_weights": args.path_weights, "update_layers": args.update_layers, "num_basis": args.num_basis}  # fmt: skip
+                 "path_weights": args.path_weights, "update_layers": args.update_layers, "num_basis": args.num_basis,
+                 "kernel_mlp_layers": args.kernel_mlp_layers, "kernel_mlp_group": args.kernel_mlp_group}  # fmt: skip
         config = config_from_args(args, out_dir, extra)
         metrics = fit(model, *splits, mse, config)
     print(json.dumps({"model": tag, "stiffness": args.stiffness, "width": width,

@@ -117,9 +117,11 @@ def test_segnn_is_o3_equivariant_and_mpnn_is_not(float64, tmp_path):
     assert equivariance_error(mpnn, get_group("so2").sample(3), args, actions, "1x1o", translate=False).min() > 1e-4
 
 
-@pytest.mark.parametrize("name,group", [("ik", "so2"), ("ik", "cone"), ("standard", "so2"), ("segnn", "o3")])
-def test_nbody_predictor_is_equivariant(float64, tmp_path, name, group):
-    model = random_head(nbody_model(name, 4, group))
+@pytest.mark.parametrize("name,group,options", [("ik", "so2", {}), ("ik", "cone", {}), ("ik", "so2", {"kernel_mlp_layers": 1}),
+                                                ("ik", "so2", {"kernel_mlp_group": "o3"}),
+                                                ("standard", "so2", {}), ("segnn", "o3", {})])
+def test_nbody_predictor_is_equivariant(float64, tmp_path, name, group, options):
+    model = random_head(nbody_model(name, 4, group, **options))
     b = nbody_batch(tmp_path)
     pred = model(b)
     assert pred.shape == (20, 3)
