@@ -156,7 +156,7 @@ def test_budget_matching_within_ten_percent():
 @pytest.mark.slow
 def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
     args = ["--models", "ik-so2", "mpnn", "--stiffness", "0", "--epochs", "1", "--train-size", "32", "--budget", "3000", "--jobs", "2",
-            "--model-lr", "mpnn=1e-3", "--weight-decay", "1e-3", "--out-dir", str(tmp_path / "sweep"), "--data-root", str(tmp_path / "data")]  # fmt: skip
+            "--model-lr", "mpnn=1e-3", "--weight-decay", "1e-3", "--kernel-mlp-group", "o3", "--out-dir", str(tmp_path / "sweep"), "--data-root", str(tmp_path / "data")]  # fmt: skip
     run_example("nbody_sweep.py", *args)
     summary = json.loads((tmp_path / "sweep" / "results.json").read_text())
     results = summary["results"]
@@ -164,6 +164,8 @@ def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
     assert summary["lr"] == {"ik-so2": 1.6e-2, "mpnn": 1e-3}  # the preset's rate, and a model's own
     config = json.loads((tmp_path / "sweep" / "mpnn_k0_s0" / "metrics.json").read_text())["config"]
     assert config["lr"] == 1e-3 and config["weight_decay"] == 1e-3 and summary["weight_decay"] == 1e-3
+    ik_extra = json.loads((tmp_path / "sweep" / "ik-so2_k0_s0" / "metrics.json").read_text())["config"]["extra"]
+    assert ik_extra["kernel_mlp_group"] == "o3" and summary["kernel_mlp_group"] == "o3"
     assert "| SO(2)-CNN-IK |" in (tmp_path / "sweep" / "results.md").read_text()
     for spec in results:  # each cell is the run's own metrics.json
         metrics = json.loads((tmp_path / "sweep" / f"{spec}_k0_s0" / "metrics.json").read_text())
