@@ -215,8 +215,8 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
             nonlinear functions of the :math:`H`-invariants, with the :math:`G`-specific couplings
             only linear in :math:`B` (:math:`H = O(3)`: the standard kernel's form,
             :math:`\sum R(|x|)\, Y(\hat x)`-like, with an implicit radial profile). Measured on the
-            N-body task (README): ``"o3"`` for an SO(2) model extrapolates to the rare, strongly
-            stretched strings 2.5x better. (default: :obj:`None`, :math:`H = G`)
+            N-body task (README): ``"o3"`` lowers an SO(2) model's mean test MSE at k = 100 2.5x
+            (a cone model's 1.1x). (default: :obj:`None`, :math:`H = G`)
 
     Shapes:
         - **input:** :math:`f: (E, d_{in})`, :math:`x: (E, 3)`, attributes :math:`(E, *)`
