@@ -1,4 +1,5 @@
 import copy
+import math
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
 from pyg_implicit.graph import knn_graph
-from pyg_implicit.groups import get_group, irreps_D
+from pyg_implicit.groups import Group, get_group, irreps_D, rotation_z
 from pyg_implicit.nn import ImplicitConv, StandardConv
 from pyg_implicit.testing import assert_equivariant, equivariance_error
 from conftest import random_head
@@ -86,7 +87,11 @@ def test_implicit_kernel_with_a_distance_embedding_is_equivariant_and_not_outsid
         make(ImplicitConv, name, num_basis=-1)
 
 
-@pytest.mark.parametrize("name,mlp_group", [("so2", "o3"), ("so2", "o2"), ("cone", "fullcyl"), ("c4", "d4"), ("d4", "oh")])
+USER_C3 = Group("user-c3", discrete_generators=[rotation_z(2 * math.pi / 3)])
+
+
+@pytest.mark.parametrize("name,mlp_group", [("so2", "o3"), ("so2", "o2"), ("cone", "fullcyl"), ("c4", "d4"), ("d4", "oh"),
+                                            (USER_C3, "so2")], ids=str)
 def test_implicit_kernel_with_a_larger_mlp_group_is_equivariant_to_its_own_group_only(float64, name, mlp_group):
     """mlp_group = H >= G: the kernel features h are H-equivariant, the layer (B is G's) G-equivariant and no more."""
     conv = make(ImplicitConv, name, mlp_group=mlp_group)
