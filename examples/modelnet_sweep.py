@@ -82,7 +82,7 @@ def main() -> None:
         f"k = {preset['k']}, {epochs} epochs, batch 32, AdamW lr {preset['lr']:g} halved every {preset['lr_step']} epochs, "
         f"training rotations by the model's group, best-on-validation checkpoint (20% of the training shapes held out); "
         f"parameter budget {args.budget} (width w: hidden w x (0e + 1o + 2e))"
-        f"{f'; implicit kernels with a {args.kernel_mlp_group} G-MLP' if args.kernel_mlp_group else ''}. Test loss: label-smoothed cross-entropy (chance: ln 40 = 3.689).",
+        f"{f'; the G-MLPs of the implicit kernels equivariant to {args.kernel_mlp_group}' if args.kernel_mlp_group else ''}. Test loss: label-smoothed cross-entropy (chance: ln 40 = 3.689).",
         "",
         "| group | implicit | standard | implicit, rotated | standard, rotated | test loss (impl./std.) | width (impl./std.) | params (impl./std.) | seeds |",
         "|---|---|---|---|---|---|---|---|---|",

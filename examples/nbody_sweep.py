@@ -120,7 +120,7 @@ def main() -> None:
         f"{args.batch_size}, {train_size} training systems, {EVAL_SIZE} validation / {EVAL_SIZE} test, AdamW lr {lr_text} halved every "
         f"{lr_step} epochs{f' after {warmup_steps} steps of linear warmup' if warmup_steps else ''}"
         f"{f', weight decay {args.weight_decay:g}' if args.weight_decay is not None else ''}"
-        f"{f', ik kernels with a {args.kernel_mlp_group} G-MLP' if args.kernel_mlp_group else ''}, best-on-validation checkpoint; "
+        f"{f', the G-MLPs of the ik kernels equivariant to {args.kernel_mlp_group}' if args.kernel_mlp_group else ''}, best-on-validation checkpoint; "
         f"parameter budget {budget}; "
         f"{'no spring indicator (the paper protocol)' if args.no_springs else 'spring indicator on the edges'} "
         f"(`python examples/nbody_sweep.py --preset {args.preset}`; training time summed over runs {total_seconds:.0f} s).",
