@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=60000, help="parameters of every model (width and readout matched)")
     parser.add_argument("--source", default="auto", help="the data (train_modelnet.py --source)")
     parser.add_argument("--kernel-mlp-group", help="a larger group for the implicit kernels' G-MLP (train_modelnet.py --kernel-mlp-group; e.g. o3)")
+    parser.add_argument("--kernel-form", choices=("mlp", "factorized"), default="mlp", help="the implicit kernels' network (train_modelnet.py --kernel-form)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time, in separate processes")
     parser.add_argument("--report-only", action="store_true", help="train nothing: the table of the runs that have finished")
     parser.add_argument("--out-dir", help="default: runs/modelnet_sweep/<preset>")
@@ -61,9 +62,9 @@ def main() -> None:
     cells = [(seed, group, kernel) for seed in seeds for group in args.groups for kernel in args.kernels]
     if args.report_only:
         cells = [c for c in cells if os.path.exists(os.path.join(out_dir, f"{c[2]}-{c[1]}_s{c[0]}", "metrics.json"))]
-    mlp_group = ["--kernel-mlp-group", args.kernel_mlp_group] if args.kernel_mlp_group else []
+    implicit_only = (["--kernel-mlp-group", args.kernel_mlp_group] if args.kernel_mlp_group else []) + ["--kernel-form", args.kernel_form]
     jobs = [(os.path.join(out_dir, f"{kernel}-{group}_s{seed}"),
-             common + ["--group", group, "--kernel", kernel, "--seed", str(seed)] + (mlp_group if kernel == "implicit" else []))
+             common + ["--group", group, "--kernel", kernel, "--seed", str(seed)] + (implicit_only if kernel == "implicit" else []))
             for seed, group, kernel in cells]  # fmt: skip
     results = {}
     for (seed, group, kernel), metrics in zip(cells, run_many(jobs, train, args.jobs)):
@@ -82,7 +83,8 @@ def main() -> None:
         f"k = {preset['k']}, {epochs} epochs, batch 32, AdamW lr {preset['lr']:g} halved every {preset['lr_step']} epochs, "
         f"training rotations by the model's group, best-on-validation checkpoint (20% of the training shapes held out); "
         f"parameter budget {args.budget} (width w: hidden w x (0e + 1o + 2e))"
-        f"{f'; the G-MLPs of the implicit kernels equivariant to {args.kernel_mlp_group}' if args.kernel_mlp_group else ''}. Test loss: label-smoothed cross-entropy (chance: ln 40 = 3.689).",
+        f"{f'; the G-MLPs of the implicit kernels equivariant to {args.kernel_mlp_group}' if args.kernel_mlp_group else ''}"
+        f"{'; the implicit kernels factorised (--kernel-form factorized)' if args.kernel_form != 'mlp' else ''}. Test loss: label-smoothed cross-entropy (chance: ln 40 = 3.689).",
         "",
         "| group | implicit | standard | implicit, rotated | standard, rotated | test loss (impl./std.) | width (impl./std.) | params (impl./std.) | seeds |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, help="optimizer steps of linear learning-rate warmup (default: the preset's)")
     parser.add_argument("--weight-decay", type=float, help="AdamW weight decay of every model (default: train_nbody.py's, 1e-12)")
     parser.add_argument("--kernel-mlp-group", help="a larger group for the ik kernels' G-MLP (train_nbody.py --kernel-mlp-group; e.g. o3)")
+    parser.add_argument("--kernel-form", choices=("mlp", "factorized"), help="the ik kernels' network (train_nbody.py --kernel-form)")
+    parser.add_argument("--num-basis", type=int, help="the ik kernels' distance embedding (train_nbody.py --num-basis)")
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--budget", type=int, default=BUDGET, help="parameter budget of every model")
@@ -92,7 +94,7 @@ def main() -> None:
             NBodyConstrained(args.data_root, k, split, size, springs=not args.no_springs)
     # stiffness outermost: a partial sweep still compares all models
     cells = [(spec, k, seed) for k in stiffness for spec in models for seed in seeds]
-    jobs = []  # --warmup-steps, --weight-decay, --kernel-mlp-group only when set: runs made without them keep the arguments run_once stored for them
+    jobs = []  # --warmup-steps, --weight-decay and the ik kernel's options only when set: runs made without them keep the arguments run_once stored for them
     for spec, k, seed in cells:
         model, group = split_spec(spec)
         jobs.append((os.path.join(out_dir, f"{spec}_k{k:g}_s{seed}"), [
@@ -101,7 +103,9 @@ def main() -> None:
             "--batch-size", str(args.batch_size), "--seed", str(seed), "--data-root", args.data_root, "--no-progress"]
             + (["--warmup-steps", str(warmup_steps)] if warmup_steps else []) + (["--no-springs"] if args.no_springs else [])
             + (["--weight-decay", str(args.weight_decay)] if args.weight_decay is not None else [])
-            + (["--kernel-mlp-group", args.kernel_mlp_group] if args.kernel_mlp_group and model == "ik" else [])))  # fmt: skip
+            + (["--kernel-mlp-group", args.kernel_mlp_group] if args.kernel_mlp_group and model == "ik" else [])
+            + (["--kernel-form", args.kernel_form] if args.kernel_form and model == "ik" else [])
+            + (["--num-basis", str(args.num_basis)] if args.num_basis is not None and model == "ik" else [])))  # fmt: skip
     results, total_seconds = {}, 0.0
     for (spec, k, seed), metrics in zip(cells, run_many(jobs, train, args.jobs)):
         results.setdefault(spec, {}).setdefault(f"{k:g}", []).append(
@@ -120,7 +124,9 @@ def main() -> None:
         f"{args.batch_size}, {train_size} training systems, {EVAL_SIZE} validation / {EVAL_SIZE} test, AdamW lr {lr_text} halved every "
         f"{lr_step} epochs{f' after {warmup_steps} steps of linear warmup' if warmup_steps else ''}"
         f"{f', weight decay {args.weight_decay:g}' if args.weight_decay is not None else ''}"
-        f"{f', the G-MLPs of the ik kernels equivariant to {args.kernel_mlp_group}' if args.kernel_mlp_group else ''}, best-on-validation checkpoint; "
+        f"{f', the G-MLPs of the ik kernels equivariant to {args.kernel_mlp_group}' if args.kernel_mlp_group else ''}"
+        f"{f', the ik kernels {args.kernel_form}' if args.kernel_form else ''}"
+        f"{f' with a {args.num_basis}-Gaussian distance embedding' if args.num_basis else ''}, best-on-validation checkpoint; "
         f"parameter budget {budget}; "
         f"{'no spring indicator (the paper protocol)' if args.no_springs else 'spring indicator on the edges'} "
         f"(`python examples/nbody_sweep.py --preset {args.preset}`; training time summed over runs {total_seconds:.0f} s).",
@@ -142,7 +148,7 @@ def main() -> None:
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"stiffness": stiffness, "epochs": epochs, "seeds": seeds, "budget": budget, "lr": model_lr,
                    "warmup_steps": warmup_steps, "weight_decay": args.weight_decay,
-                   "kernel_mlp_group": args.kernel_mlp_group, "results": results}, f, indent=1)
+                   "kernel_mlp_group": args.kernel_mlp_group, "kernel_form": args.kernel_form, "num_basis": args.num_basis, "results": results}, f, indent=1)
     plot(results, stiffness, models, os.path.join(out_dir, "results.png"))
 
 

@@ -31,6 +31,9 @@ VARIANTS = {  # label: train_qm9.py flags
     "implicit + bond + atom types": [],
     # one thing changed against "implicit kernel": the bond length's Gaussian embedding as the standard kernel has it
     "implicit kernel + distance embedding": ["--no-bond-attr", "--no-atom-attr", "--radial-basis", "10"],
+    # the implicit kernel's factorised network (ImplicitKernel(form="factorized")), its R reading the distance embedding too
+    "factorised implicit kernel": ["--no-bond-attr", "--no-atom-attr", "--kernel-form", "factorized", "--radial-basis", "10"],
+    "factorised implicit + bond + atom types": ["--kernel-form", "factorized", "--radial-basis", "10"],
 }
 
 

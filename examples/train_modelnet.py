@@ -36,7 +36,8 @@ def hidden_irreps(width: int) -> str:
 
 
 def build_model(width: int, readout: int, args, num_classes: int = 40) -> PointCloudClassifier:
-    kwargs = dict(max_radius=2.0) if args.kernel == "standard" else dict(kernel_hidden_irreps=args.kernel_hidden, mlp_group=args.kernel_mlp_group)
+    kwargs = (dict(max_radius=2.0) if args.kernel == "standard"
+              else dict(kernel_hidden_irreps=args.kernel_hidden, mlp_group=args.kernel_mlp_group, form=args.kernel_form))
     return PointCloudClassifier(hidden_irreps(width), num_classes, args.group, num_layers=len(args.levels), kernel=args.kernel,
                                 readout=readout, activation=args.activation, input=args.input, **kwargs)  # fmt: skip
 
@@ -57,6 +58,8 @@ def parse_args(argv=None):
     parser.add_argument("--budget", type=int, help="choose width and readout whose parameter count is closest to this")
     parser.add_argument("--kernel-hidden", default="8x0e+8x1o+8x2e", help="hidden irreps of the implicit kernels' G-MLP")
     parser.add_argument("--kernel-mlp-group", help="a larger group for the implicit kernels' G-MLP (e.g. o3; default: --group)")
+    parser.add_argument("--kernel-form", choices=("mlp", "factorized"), default="mlp",
+                        help="the implicit kernels' network: the paper's G-MLP, or invariant functions times harmonics (ImplicitKernel's form)")
     parser.add_argument("--activation", choices=["gate", "quotient_elu"], default="gate")
     parser.add_argument("--points", type=int, default=1024)
     parser.add_argument("--levels", type=int, nargs="+", default=[1024, 512, 256, 128, 64, 32], help="points per convolution")
@@ -123,7 +126,7 @@ def main(argv=None) -> dict:
         def error(model, batch):  # the validation curve
             return (model(batch).argmax(-1) != batch.y).double().mean(), batch.num_graphs
 
-        extra = {"task": "modelnet", "group": args.group, "kernel": args.kernel, "kernel_mlp_group": args.kernel_mlp_group, "input": args.input, "width": width, "readout": readout,
+        extra = {"task": "modelnet", "group": args.group, "kernel": args.kernel, "kernel_mlp_group": args.kernel_mlp_group, "kernel_form": args.kernel_form, "input": args.input, "width": width, "readout": readout,
                  "sizes": [len(train_set), len(val_set), len(test_set)], "augment": args.augment,
                  "rotated_test": args.rotated_test, "points": args.points, "levels": args.levels, "k": args.k,
                  "data": train_all.report}  # fmt: skip

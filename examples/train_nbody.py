@@ -22,7 +22,7 @@ MODELS = ("ik", "standard", "segnn", "mpnn")
 
 def nbody_model(
     name: str, width: int, group: str = "so2", springs: bool = True, path_weights: str = "full", update_layers: int = 3,
-    num_basis: int = 0, kernel_mlp_layers: int = 3, kernel_mlp_group: Optional[str] = None,
+    num_basis: int = 0, kernel_mlp_layers: int = 3, kernel_mlp_group: Optional[str] = None, kernel_form: str = "mlp",
 ) -> NBodyPredictor:
     r"""The N-body model ``name`` at width ``width``.
 
@@ -44,7 +44,9 @@ def nbody_model(
     paper; the standard kernels always have one); ``kernel_mlp_layers`` the depth of the ik kernels'
     G-MLP (1: a kernel linear in the harmonic polynomials, times the Gaussian shell), and
     ``kernel_mlp_group`` a group :math:`H \ge G` for that G-MLP's hidden layers (``"o3"``: the ik kernel
-    is nonlinear in :math:`|x|` only; :class:`~pyg_implicit.nn.ImplicitKernel`'s ``mlp_group``).
+    is nonlinear in :math:`|x|` only; :class:`~pyg_implicit.nn.ImplicitKernel`'s ``mlp_group``);
+    ``kernel_form`` the ik kernels' network (``"factorized"``: 4 functions of all G-invariants, 32
+    hidden units, times the spherical harmonics; :class:`~pyg_implicit.nn.ImplicitKernel`'s ``form``).
     """
     node, edge, out = NBodyConstrained.node_irreps, NBodyConstrained.edge_irreps if springs else None, "1x1o"
     vectors, kernel_width = (width + 1) // 2, 4
@@ -52,7 +54,8 @@ def nbody_model(
     if name == "ik":
         backbone = SteerableCNN(node, hidden, out, group, num_layers=4, edge_attr_irreps=edge, lmax=1,
                                 kernel_hidden_irreps=kernel_hidden, mlp_layers=kernel_mlp_layers, path_weights=path_weights,
-                                update_layers=update_layers, num_basis=num_basis, mlp_group=kernel_mlp_group)  # fmt: skip
+                                update_layers=update_layers, num_basis=num_basis, mlp_group=kernel_mlp_group, form=kernel_form,
+                                radial_features=kernel_width)  # fmt: skip
     elif name == "standard":
         backbone = SteerableCNN(node, hidden, out, group, num_layers=4, kernel="standard", edge_attr_irreps=edge,
                                 lmax=1, radial_features=kernel_width, path_weights=path_weights,
@@ -85,6 +88,8 @@ def parse_args(argv=None):
     parser.add_argument("--kernel-mlp-layers", type=int, default=3,
                         help="linear layers of the implicit kernel's G-MLP (1: linear in the polynomials)")
     parser.add_argument("--kernel-mlp-group", help="a larger group for the implicit kernel's G-MLP (e.g. o3; default: --group)")
+    parser.add_argument("--kernel-form", choices=("mlp", "factorized"), default="mlp",
+                        help="the implicit kernel's network: the paper's G-MLP, or invariant functions times harmonics")
     add_training_arguments(parser, epochs=200, batch_size=128, lr=5e-4, weight_decay=1e-12, lr_step=25)
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--eval-size", type=int, default=128, help="systems in the validation and in the test set")
@@ -103,11 +108,12 @@ def main(argv=None) -> dict:
                       for split, size in [("train", args.train_size), ("val", args.eval_size), ("test", args.eval_size)]]  # fmt: skip
         seed_everything(args.seed)  # the initial weights depend on the seed too
         build = lambda width: nbody_model(args.model, width, args.group, not args.no_springs, args.path_weights, args.update_layers,  # noqa: E731
-                                          args.num_basis, args.kernel_mlp_layers, args.kernel_mlp_group)
+                                          args.num_basis, args.kernel_mlp_layers, args.kernel_mlp_group, args.kernel_form)
         model, width = match_budget(build, args.budget) if args.budget else (build(args.width), args.width)
         extra = {"task": "nbody", "model": tag, "stiffness": args.stiffness, "width": width, "springs": not args.no_springs,
                  "path_weights": args.path_weights, "update_layers": args.update_layers, "num_basis": args.num_basis,
-                 "kernel_mlp_layers": args.kernel_mlp_layers, "kernel_mlp_group": args.kernel_mlp_group}  # fmt: skip
+                 "kernel_mlp_layers": args.kernel_mlp_layers, "kernel_mlp_group": args.kernel_mlp_group,
+                 "kernel_form": args.kernel_form}  # fmt: skip
         config = config_from_args(args, out_dir, extra)
         metrics = fit(model, *splits, mse, config)
     print(json.dumps({"model": tag, "stiffness": args.stiffness, "width": width,

@@ -36,7 +36,7 @@ def hidden_irreps(width: int) -> str:
 def build_model(width: int, args) -> QM9Net:
     kwargs = dict(max_radius=args.radius or 2.0)
     if args.kernel == "implicit":
-        kwargs.update(kernel_hidden_irreps=args.kernel_hidden, num_basis=args.radial_basis)
+        kwargs.update(kernel_hidden_irreps=args.kernel_hidden, num_basis=args.radial_basis, form=args.kernel_form)
     return QM9Net(hidden_irreps(width), num_layers=args.layers, group=args.group, kernel=args.kernel,
                   bond_attr=args.bond_attr, atom_attr=args.atom_attr, readout=args.readout, **kwargs)  # fmt: skip
 
@@ -52,6 +52,8 @@ def parse_args(argv=None):
     parser.add_argument("--width", type=int, default=4, help="hidden features 4w x 0e + 2w x 1o + w x 2e (ignored with --budget)")
     parser.add_argument("--budget", type=int, help="choose the width whose parameter count is closest to this")
     parser.add_argument("--kernel-hidden", default="8x0e+8x1o+8x2e", help="hidden irreps of the implicit kernels' G-MLP")
+    parser.add_argument("--kernel-form", choices=("mlp", "factorized"), default="mlp",
+                        help="the implicit kernels' network: the paper's G-MLP, or invariant functions times harmonics (ImplicitKernel's form)")
     parser.add_argument("--radial-basis", type=int, default=0,
                         help="Gaussian embedding of the bond length (this many scalars on [0, 2 A] or [0, --radius]) into the implicit kernels")
     parser.add_argument("--readout", type=int, default=128, help="invariant features per atom and width of the final MLP")
@@ -70,7 +72,8 @@ def parse_args(argv=None):
 
 def variant_name(args) -> str:
     distance = f"+dist{args.radial_basis}" if args.kernel == "implicit" and args.radial_basis else ""
-    return (args.kernel + distance + ("+bond" if args.bond_attr else "") + ("+atoms" if args.atom_attr else "")
+    form = "-factorized" if args.kernel == "implicit" and args.kernel_form != "mlp" else ""
+    return (args.kernel + form + distance + ("+bond" if args.bond_attr else "") + ("+atoms" if args.atom_attr else "")
             + (f"-{args.group}" if args.group != "o3" else ""))  # fmt: skip
 
 

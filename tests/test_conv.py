@@ -1,14 +1,16 @@
 import copy
+import functools
 import math
 
 import pytest
 import torch
+from e3nn import o3
 from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
 from pyg_implicit.graph import knn_graph
 from pyg_implicit.groups import Group, get_group, irreps_D, rotation_z
-from pyg_implicit.nn import ImplicitConv, StandardConv
+from pyg_implicit.nn import ImplicitConv, ImplicitKernel, StandardConv
 from pyg_implicit.testing import assert_equivariant, equivariance_error
 from conftest import random_head
 
@@ -17,6 +19,8 @@ GROUPS = [
     "t", "th", "td", "o", "oh", "i", "ih",
 ] + [f"c{n}" for n in range(1, 7)] + [f"d{n}" for n in range(1, 7)]  # fmt: skip
 CONVS = [ImplicitConv, StandardConv]
+FACTORIZED = functools.partial(ImplicitConv, form="factorized")  # the implicit kernel's factorised network
+KERNELS = pytest.mark.parametrize("cls", CONVS + [FACTORIZED], ids=["implicit", "standard", "factorized"])
 IN, OUT = "4x0e+2x1o+2x2e+1x0o", "3x0e+2x1o+1x2e+1x1e"
 EDGE, NODE = "1x0e+1x1o", "2x0e+1x1e"
 
@@ -90,11 +94,12 @@ def test_implicit_kernel_with_a_distance_embedding_is_equivariant_and_not_outsid
 USER_C3 = Group("user-c3", discrete_generators=[rotation_z(2 * math.pi / 3)])
 
 
+@pytest.mark.parametrize("form", ImplicitKernel.FORMS)
 @pytest.mark.parametrize("name,mlp_group", [("so2", "o3"), ("so2", "o2"), ("cone", "fullcyl"), ("c4", "d4"), ("d4", "oh"),
                                             (USER_C3, "so2")], ids=str)
-def test_implicit_kernel_with_a_larger_mlp_group_is_equivariant_to_its_own_group_only(float64, name, mlp_group):
+def test_implicit_kernel_with_a_larger_mlp_group_is_equivariant_to_its_own_group_only(float64, name, mlp_group, form):
     """mlp_group = H >= G: the kernel features h are H-equivariant, the layer (B is G's) G-equivariant and no more."""
-    conv = make(ImplicitConv, name, mlp_group=mlp_group)
+    conv = make(ImplicitConv, name, mlp_group=mlp_group, form=form)
     assert conv.kernel.mlp_group.name == mlp_group and f"mlp_group={mlp_group}" in repr(conv)
     args = inputs(conv)
     assert_equivariant(conv, name, args, ACTIONS, OUT, n_samples=3, tolerance=1e-9)
@@ -113,7 +118,41 @@ def test_implicit_kernel_with_a_larger_mlp_group_is_equivariant_to_its_own_group
         make(ImplicitConv, "o3", mlp_group="so2")
 
 
-@pytest.mark.parametrize("cls", CONVS)
+@pytest.mark.parametrize("name", ["o3", "so3", "so2", "o2", "cone", "fullcyl", "c4", "d4", "oh", "ih", USER_C3], ids=str)
+def test_factorized_implicit_kernel_equivariant_and_not_outside(float64, name):
+    """form="factorized": h = R(all G-invariants of (P(x), z)) x (Y(x/|x|) + z) is G-equivariant, and the
+    layer is not equivariant beyond G (R reads G's invariants, not only O(3)'s)."""
+    conv = make(ImplicitConv, name, form="factorized", radial_features=3, radial_hidden=16, num_basis=5)
+    assert "form=factorized" in repr(conv)
+    args = inputs(conv)
+    assert_equivariant(conv, name, args, ACTIONS, OUT, n_samples=3, tolerance=1e-9)
+    if name != "o3":
+        outside = get_group("o3").sample(8, generator=torch.Generator().manual_seed(3))
+        outside = outside[~get_group(name).contains(outside)][:3]
+        assert len(outside) > 0 and equivariance_error(conv, outside, args, ACTIONS, OUT).min() > 1e-3
+
+
+@pytest.mark.parametrize("name,fields", [("o3", "1x0e+1x1o+1x2e+1x1o+1x1e+1x1e"), ("so2", "1x0e+1x1o+1x2e+1x1o+1x1e+1x1e"),
+                                         ("oh", "1x0e+1x1o+1x2e+1x1o+1x1e+1x1e"), ("inv", "1x0e+1x1o+1x2e+1x1o")])
+def test_factorized_kernel_multiplies_only_the_attribute_fields_g_moves(name, fields):
+    """The 0e attributes (and, for a group without rotations, the 1e ones) are fixed by G: they are inputs of
+    R and are not repeated as fields, so one-hot types do not widen the bilinear map."""
+    kernel = make(ImplicitConv, name, form="factorized", radial_features=2).kernel
+    assert kernel.irreps_fields == o3.Irreps(fields)
+    assert kernel.irreps_features == o3.Irreps([(2 * mul, ir) for mul, ir in o3.Irreps(fields)])
+    h = kernel.features(*[torch.randn(7, d) for d in (3, 4, 5, 5)])
+    assert h.shape == (7, kernel.irreps_features.dim)
+
+
+def test_factorized_kernel_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="form: expected one of"):
+        make(ImplicitConv, "so2", form="bilinear")
+    for name in ("radial_features", "radial_hidden"):
+        with pytest.raises(ValueError, match=f"{name}: expected an int >= 1"):
+            make(ImplicitConv, "so2", form="factorized", **{name: 0})
+
+
+@KERNELS
 @pytest.mark.parametrize("name", ["so2", "cone", "o3"])
 def test_equivariant_float32(cls, name):
     conv = make(cls, name)
@@ -130,7 +169,7 @@ def test_so2_rejects_rotation_about_x(float64):
     assert equivariance_error(conv, R, inputs(conv), ACTIONS, OUT).min() > 1e-3
 
 
-@pytest.mark.parametrize("cls", CONVS)
+@KERNELS
 @pytest.mark.parametrize("name", ["so2", "cone", "d4", "o3", "mirror"])
 def test_kernel_constraint_on_materialized_kernel(float64, cls, name):
     """Paper eq. 3: K(g x, rho_z(g) z) = rho_out(g) K(x, z) rho_in(g)^-1."""
@@ -148,7 +187,7 @@ def test_kernel_constraint_on_materialized_kernel(float64, cls, name):
         assert (K_g - expected).abs().max() < 1e-10
 
 
-@pytest.mark.parametrize("cls", CONVS)
+@KERNELS
 @pytest.mark.parametrize("name", ["so2", "o3", "td"])
 def test_fast_path_equals_materialized_kernel(float64, cls, name):
     conv = make(cls, name)
@@ -175,7 +214,7 @@ def test_batches_from_dataloader_match_single_graphs(cls):
     assert isinstance(batch, Batch)
 
 
-@pytest.mark.parametrize("cls", CONVS)
+@KERNELS
 def test_isolated_nodes_zero_length_edges_and_gradients(cls):
     conv = make(cls, "cone")
     x, pos, edge_index, edge_attr, node_attr = inputs(conv, num_nodes=12)
@@ -196,7 +235,7 @@ def test_isolated_nodes_zero_length_edges_and_gradients(cls):
         assert p.grad.abs().sum() > 0, f"no gradient reaches {name}"
 
 
-@pytest.mark.parametrize("cls", CONVS)
+@KERNELS
 def test_float32_and_float64(cls):
     conv = make(cls, "d3")
     out32 = conv(*inputs(conv))
@@ -207,7 +246,7 @@ def test_float32_and_float64(cls):
     torch.testing.assert_close(out32.double(), out64, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("cls", CONVS)
+@KERNELS
 def test_state_dict_round_trip_and_reset_parameters(cls):
     conv = make(cls, "so2")
     args = inputs(conv)
@@ -330,7 +369,7 @@ def test_torch_compile_smoke(cls):
     torch.testing.assert_close(compiled(*args), conv(*args), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("cls", CONVS)
+@KERNELS
 def test_zero_length_edges_have_exact_gradients(float64, cls):
     """Self-loops are zero-length edges: outputs and position gradients pass gradcheck, and adding
     them changes no position gradient (their messages do not depend on positions). A clamped norm
@@ -359,7 +398,7 @@ def test_zero_length_edges_have_exact_gradients(float64, cls):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cls", CONVS)
+@KERNELS
 def test_compiles_whole_and_accepts_int32_indices(cls):
     """fullgraph=True: no graph break (value checks are skipped while compiling)."""
     conv = make(cls, "so2").eval()

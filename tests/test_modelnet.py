@@ -204,7 +204,7 @@ def test_train_modelnet_runs_two_steps(tmp_path, root, train):
         assert json.load(f)["config"]["extra"]["group"] == "c4"
 
 
-def test_train_modelnet_kernel_mlp_group_reaches_every_implicit_kernel():
+def test_train_modelnet_kernel_options_reach_every_implicit_kernel():
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
@@ -212,11 +212,12 @@ def test_train_modelnet_kernel_mlp_group_reaches_every_implicit_kernel():
 
     from pyg_implicit.nn import ImplicitKernel
 
-    args = parse_args(["--group", "c4", "--kernel-mlp-group", "o3", "--points", "64", "--levels", "64", "16", "--input", "none"])
+    args = parse_args(["--group", "c4", "--kernel-mlp-group", "o3", "--points", "64", "--levels", "64", "16", "--input", "none",
+                       "--kernel-form", "factorized"])  # fmt: skip
     kernels = [m for m in build_model(1, 8, args).modules() if isinstance(m, ImplicitKernel)]
-    assert kernels and all((k.group.name, k.mlp_group.name) == ("c4", "o3") for k in kernels)
+    assert kernels and all((k.group.name, k.mlp_group.name, k.form) == ("c4", "o3", "factorized") for k in kernels)
     args = parse_args(["--group", "c4", "--points", "64", "--levels", "64", "16", "--input", "none"])  # default: the model's group
-    assert all(m.mlp_group.name == "c4" for m in build_model(1, 8, args).modules() if isinstance(m, ImplicitKernel))
+    assert all((m.mlp_group.name, m.form) == ("c4", "mlp") for m in build_model(1, 8, args).modules() if isinstance(m, ImplicitKernel))
 
 
 FULL = os.path.join(MODELNET_DIR, "modelnet40_full_1024pts_xyz.npz")

@@ -118,7 +118,8 @@ def test_segnn_is_o3_equivariant_and_mpnn_is_not(float64, tmp_path):
 
 
 @pytest.mark.parametrize("name,group,options", [("ik", "so2", {}), ("ik", "cone", {}), ("ik", "so2", {"kernel_mlp_layers": 1}),
-                                                ("ik", "so2", {"kernel_mlp_group": "o3"}),
+                                                ("ik", "so2", {"kernel_mlp_group": "o3"}), ("ik", "so2", {"kernel_form": "factorized"}),
+                                                ("ik", "cone", {"kernel_form": "factorized", "num_basis": 10}),
                                                 ("standard", "so2", {}), ("segnn", "o3", {})])
 def test_nbody_predictor_is_equivariant(float64, tmp_path, name, group, options):
     model = random_head(nbody_model(name, 4, group, **options))
@@ -156,7 +157,7 @@ def test_budget_matching_within_ten_percent():
 @pytest.mark.slow
 def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
     args = ["--models", "ik-so2", "mpnn", "--stiffness", "0", "--epochs", "1", "--train-size", "32", "--budget", "3000", "--jobs", "2",
-            "--model-lr", "mpnn=1e-3", "--weight-decay", "1e-3", "--kernel-mlp-group", "o3", "--out-dir", str(tmp_path / "sweep"), "--data-root", str(tmp_path / "data")]  # fmt: skip
+            "--model-lr", "mpnn=1e-3", "--weight-decay", "1e-3", "--kernel-mlp-group", "o3", "--kernel-form", "factorized", "--num-basis", "10", "--out-dir", str(tmp_path / "sweep"), "--data-root", str(tmp_path / "data")]  # fmt: skip
     run_example("nbody_sweep.py", *args)
     summary = json.loads((tmp_path / "sweep" / "results.json").read_text())
     results = summary["results"]
@@ -166,6 +167,7 @@ def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
     assert config["lr"] == 1e-3 and config["weight_decay"] == 1e-3 and summary["weight_decay"] == 1e-3
     ik_extra = json.loads((tmp_path / "sweep" / "ik-so2_k0_s0" / "metrics.json").read_text())["config"]["extra"]
     assert ik_extra["kernel_mlp_group"] == "o3" and summary["kernel_mlp_group"] == "o3"
+    assert (ik_extra["kernel_form"], ik_extra["num_basis"]) == ("factorized", 10) and summary["kernel_form"] == "factorized"
     assert "| SO(2)-CNN-IK |" in (tmp_path / "sweep" / "results.md").read_text()
     for spec in results:  # each cell is the run's own metrics.json
         metrics = json.loads((tmp_path / "sweep" / f"{spec}_k0_s0" / "metrics.json").read_text())

@@ -230,10 +230,11 @@ def _batch(dataset, dtype):
     return batch
 
 
-@pytest.mark.parametrize("kernel, attrs", [("implicit", (True, True)), ("implicit", (False, False)), ("standard", (False, False))])
-def test_qm9net_is_invariant_to_rotations_reflections_translations(dataset, float64, kernel, attrs):
+@pytest.mark.parametrize("kernel, attrs, options", [("implicit", (True, True), {}), ("implicit", (False, False), {}),
+                                                    ("standard", (False, False), {}), ("implicit", (True, True), {"form": "factorized"})])
+def test_qm9net_is_invariant_to_rotations_reflections_translations(dataset, float64, kernel, attrs, options):
     batch = _batch(dataset, torch.float64)
-    model = QM9Net("8x0e+4x1o+2x2e", num_layers=2, kernel=kernel, bond_attr=attrs[0], atom_attr=attrs[1], readout=16).eval()
+    model = QM9Net("8x0e+4x1o+2x2e", num_layers=2, kernel=kernel, bond_attr=attrs[0], atom_attr=attrs[1], readout=16, **options).eval()
     assert model(batch).shape == (3, 1)
     assert_equivariant(_Invariant(model, batch), "o3", (batch.x, batch.pos, batch.edge_attr),
                        ["5x0e", "cartesian_points", "4x0e"], "1x0e", tolerance=1e-10)  # fmt: skip
@@ -255,9 +256,10 @@ def test_train_qm9_runs_two_steps(tmp_path):
     from train_qm9 import main
 
     metrics = main(["--target", "U0", "--subset", "300", "--train-size", "64", "--val-size", "20", "--epochs", "2",
-                    "--batch-size", "32", "--width", "1", "--readout", "8", "--layers", "1",
+                    "--batch-size", "32", "--width", "1", "--readout", "8", "--layers", "1", "--kernel-form", "factorized",
                     "--data-root", str(tmp_path / "data"), "--out-dir", str(tmp_path / "run"), "--no-progress"])  # fmt: skip
     assert len(metrics["history"]) == 2 and np.isfinite(metrics["test_mae"])
+    assert metrics["config"]["extra"]["variant"].startswith("implicit-factorized")
     std = metrics["config"]["extra"]["standardize"]["std"]
     assert all(r["val_mae"] == pytest.approx(r["val_loss"] * float(np.ravel(std)[0])) for r in metrics["history"])
     with open(tmp_path / "run" / "metrics.json") as f:

@@ -176,8 +176,13 @@ class ImplicitConv(SteerableConv):
         num_basis (int): Size of a Gaussian embedding of :math:`|x|` on ``[0, max_radius]`` fed to
             the kernel MLP next to the polynomials; :obj:`0`: none. (default: :obj:`0`)
         max_radius (float): Range of that embedding. (default: :obj:`2.0`)
-        mlp_group (str or Group, optional): A group :math:`H \ge G` for the kernel MLP's hidden
-            layers (see :class:`ImplicitKernel`). (default: :obj:`None`, the layer's group)
+        mlp_group (str or Group, optional): A group :math:`H \ge G` for the kernel network's
+            nonlinear part (see :class:`ImplicitKernel`). (default: :obj:`None`, the layer's group)
+        form (str): The kernel network: ``"mlp"`` (the paper's :math:`G`-MLP) or ``"factorized"``
+            (an MLP of all :math:`G`-invariants of :math:`(x, z)` times the fields
+            :math:`Y(x/|x|) \oplus z`, see :class:`ImplicitKernel`). (default: ``"mlp"``)
+        radial_features (int): Invariant functions of the factorised form. (default: :obj:`8`)
+        radial_hidden (int): Their MLP's width. (default: :obj:`32`)
         **kwargs (optional): ``root_weight`` and ``bias`` of :class:`SteerableConv` (both
             :obj:`True` by default), and additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
@@ -211,13 +216,16 @@ class ImplicitConv(SteerableConv):
         num_basis: int = 0,
         max_radius: float = 2.0,
         mlp_group: Optional[Union[str, Group]] = None,
+        form: str = "mlp",
+        radial_features: int = 8,
+        radial_hidden: int = 32,
         **kwargs,
     ) -> None:
         kernel = ImplicitKernel(
             irreps_in, irreps_out, group, lmax=lmax, hidden_irreps=hidden_irreps, mlp_layers=mlp_layers,
             edge_attr_irreps=edge_attr_irreps, node_attr_irreps=node_attr_irreps, activation=activation,
             batch_norm=batch_norm, sigma=sigma, path_weights=path_weights, num_basis=num_basis, max_radius=max_radius,
-            mlp_group=mlp_group,
+            mlp_group=mlp_group, form=form, radial_features=radial_features, radial_hidden=radial_hidden,
         )  # fmt: skip
         super().__init__(kernel, **kwargs)
 

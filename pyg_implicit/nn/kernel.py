@@ -11,9 +11,11 @@ edge is :math:`O(d_h + d_{in} + d_{out})` up to the tensor product's intermediat
 
 The kernel networks differ:
 
-* :class:`ImplicitKernel` (Zhdanov et al., 2023): a :math:`G`-MLP of the batch-normalised
-  harmonic polynomials of :math:`x` concatenated with any steerable attributes
-  :math:`z = (e_{ij}, a_i, a_j)`, times a Gaussian shell :math:`e^{-|x|^2 / \sigma^2}`.
+* :class:`ImplicitKernel` (Zhdanov et al., 2023): a :math:`G`-equivariant network of the
+  batch-normalised harmonic polynomials of :math:`x` and any steerable attributes
+  :math:`z = (e_{ij}, a_i, a_j)`, times a Gaussian shell :math:`e^{-|x|^2 / \sigma^2}`: the
+  paper's :math:`G`-MLP (``form="mlp"``), or functions of all :math:`G`-invariants of
+  :math:`(x, z)` times the fields :math:`Y(x/|x|) \oplus z` (``form="factorized"``).
 * :class:`StandardKernel` (Thomas et al., 2018; Weiler et al., 2018; restricted to :math:`G` as
   in Cesa et al., 2022): spherical harmonics :math:`Y(x/|x|)` times a radial MLP of :math:`|x|`
   (and of the invariants of :math:`z`).
@@ -21,7 +23,7 @@ The kernel networks differ:
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from e3nn import o3
@@ -165,6 +167,33 @@ def distance_embedding(vec: torch.Tensor, max_radius: float, num_basis: int) -> 
     return soft_one_hot_linspace(vec.norm(dim=-1), 0.0, max_radius, num_basis, basis="gaussian", cutoff=False)
 
 
+def weighted_fields(weights: torch.Tensor, x: torch.Tensor, layout: Tuple[Tuple[int, int], ...]) -> torch.Tensor:
+    r"""Every field of ``x`` times every column of ``weights``: :math:`\bigoplus_k w \otimes x_k`.
+
+    ``layout`` lists ``(mul, ir.dim)`` of the irreps of ``x`` (plain ints, so that compiled code
+    needs no guard on an ``Irreps``). With :math:`G`-invariant ``weights`` ``[E, m]`` the result
+    ``[E, m * dim]``, with irreps :func:`fields_times` (channel :math:`r \cdot mul + u` is weight
+    :math:`r` times field :math:`u`), is :math:`G`-equivariant in ``x``: the radial-times-angular
+    product of the standard kernel, and of the factorised implicit kernel.
+    """
+    blocks, start = [], 0
+    for mul, dim in layout:
+        block = x[:, start : start + mul * dim].unflatten(-1, (mul, dim))
+        blocks.append(torch.einsum("er,eud->erud", weights, block).flatten(1))
+        start += mul * dim
+    return torch.cat(blocks, dim=-1)
+
+
+def fields_times(irreps: o3.Irreps, multiplicity: int) -> o3.Irreps:
+    """The irreps of :func:`weighted_fields` with ``multiplicity`` weights."""
+    return o3.Irreps([(multiplicity * mul, ir) for mul, ir in irreps])
+
+
+def field_layout(irreps: o3.Irreps) -> Tuple[Tuple[int, int], ...]:
+    """``(mul, ir.dim)`` of every entry of ``irreps``: the ``layout`` of :func:`weighted_fields`."""
+    return tuple((mul, ir.dim) for mul, ir in irreps)
+
+
 class ImplicitKernel(SteerableKernel, DataDependentInit):
     r"""The implicit steerable kernel (Zhdanov, Hoffmann & Cesa, NeurIPS 2023).
 
@@ -179,20 +208,41 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
     then satisfies the steerability constraint for every :math:`g \in G`. The MLP's last layer is
     the bilinear map :math:`B`; the layers before it produce :math:`h` (:meth:`features`).
 
+    With ``form="factorized"`` the kernel network is instead
+
+    .. math::
+        h(x, z) = R\big(s_G(\mathrm{BN}(P^{\le L}(x)) \oplus z) \oplus E(|x|)\big) \otimes
+            \big(Y^{\le L}(x / |x|) \oplus z\big)
+
+    with :math:`s_G` *all* :math:`G`-invariants of the polynomials and attributes
+    (:class:`~pyg_implicit.nn.InvariantSplit`: the invariant components and the norms of the
+    :math:`G`-stable blocks; under :math:`SO(2)` :math:`x_z` and :math:`|x_{xy}|` as well as
+    :math:`|x|`), :math:`R` an MLP with ``radial_features`` outputs, and every field of
+    :math:`Y \oplus z` multiplied by every output of :math:`R` (:func:`weighted_fields`; fields of
+    :math:`z` that the group leaves fixed, such as one-hot atom types, are inputs of :math:`R`
+    and not repeated here). Since :math:`R` is invariant, :math:`h` is :math:`G`-equivariant. It
+    is the standard kernel's form (:class:`StandardKernel`, :math:`R(|x|) \otimes Y`) with the
+    radial profile replaced by a function of every :math:`G`-invariant: the kernel is nonlinear in
+    everything :math:`G` leaves fixed, while its angular dependence is tied across the orders
+    :math:`l` by the shared :math:`R`. The paper's :math:`G`-MLP reaches the same invariants
+    through gates, but each output field gets its own nonlinear function and a gate sees one
+    invariant of a field at a time. Measured on the N-body task (README).
+
     Args:
         irreps_in (str or Irreps): Irreps of the input field.
         irreps_out (str or Irreps): Irreps of the output field.
         group (str or Group): The symmetry group :math:`G`. (default: ``"o3"``)
         lmax (int): Highest order :math:`L` of the harmonic polynomials. (default: :obj:`2`)
-        hidden_irreps (str or Irreps): Irreps of the MLP's hidden layers.
+        hidden_irreps (str or Irreps): Irreps of the MLP's hidden layers (``form="mlp"``).
             (default: ``"8x0e+8x1o+8x2e"``)
         mlp_layers (int): Number of linear layers of the MLP, the bilinear output layer
-            included; :obj:`1` gives a kernel linear in :math:`P(x) \oplus z`. (default: :obj:`2`)
+            included; :obj:`1` gives a kernel linear in :math:`P(x) \oplus z` (``form="mlp"``).
+            (default: :obj:`2`)
         edge_attr_irreps (str or Irreps, optional): Irreps of edge attributes.
         node_attr_irreps (str or Irreps, optional): Irreps of node attributes (both endpoints).
         path_weights (str): Weights of the bilinear map, see :class:`SteerableKernel`. (default: ``"full"``)
-        activation (str): ``"gate"`` (exact) or ``"quotient_elu"`` (the paper's, approximate).
-            (default: ``"gate"``)
+        activation (str): ``"gate"`` (exact) or ``"quotient_elu"`` (the paper's, approximate)
+            (``form="mlp"``). (default: ``"gate"``)
         batch_norm (bool): Batch-normalise the harmonic polynomials. (default: :obj:`True`)
         num_basis (int): Size of the Gaussian embedding :math:`E` of :math:`|x|` on
             :math:`[0, r_{max}]` fed to the MLP next to the polynomials: a radial resolution the
@@ -207,21 +257,30 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
             have unit second moment on that batch.
             A shell much narrower than the edges (edges of length 10 with :math:`\sigma = 1`
             give kernels of order :math:`e^{-100}`) silences a layer. (default: :obj:`None`)
-        mlp_group (str or Group, optional): The group :math:`H \ge G` the MLP's hidden layers are
-            equivariant to; the bilinear map :math:`B` stays :math:`G`-equivariant, so the kernel is
-            still :math:`G`-steerable. :math:`H = G` (the default, the paper's kernel) lets the
-            kernel be any nonlinear function of all :math:`G`-invariants of :math:`x` (under
-            :math:`SO(2)`: of :math:`x_z` as well as :math:`|x|`); a larger :math:`H` restricts it to
-            nonlinear functions of the :math:`H`-invariants, with the :math:`G`-specific couplings
-            only linear in :math:`B` (:math:`H = O(3)`: the standard kernel's form,
-            :math:`\sum R(|x|)\, Y(\hat x)`-like, with an implicit radial profile). Measured on the
-            N-body task (README): ``"o3"`` lowers an SO(2) model's mean test MSE at k = 100 2.5x
-            (a cone model's 1.1x). (default: :obj:`None`, :math:`H = G`)
+        mlp_group (str or Group, optional): The group :math:`H \ge G` the kernel network's
+            nonlinear part is equivariant to (the MLP's hidden layers; with ``form="factorized"``,
+            the group whose invariants :math:`R` reads); the bilinear map :math:`B` stays
+            :math:`G`-equivariant, so the kernel is still :math:`G`-steerable. :math:`H = G` (the
+            default, the paper's kernel) lets the kernel be any nonlinear function of all
+            :math:`G`-invariants of :math:`x` (under :math:`SO(2)`: of :math:`x_z` as well as
+            :math:`|x|`); a larger :math:`H` restricts it to nonlinear functions of the
+            :math:`H`-invariants, with the :math:`G`-specific couplings only linear in :math:`B`
+            (:math:`H = O(3)`: the standard kernel's form, :math:`\sum R(|x|)\, Y(\hat x)`-like,
+            with an implicit radial profile). Measured on the N-body task (README): ``"o3"`` lowers
+            an SO(2) model's mean test MSE at k = 100 2.5x (a cone model's 1.1x) with ``form="mlp"``.
+            (default: :obj:`None`, :math:`H = G`)
+        form (str): The kernel network: ``"mlp"`` (the paper's :math:`G`-MLP) or ``"factorized"``
+            (invariant functions times fields, above). (default: ``"mlp"``)
+        radial_features (int): Outputs of :math:`R` (``form="factorized"``): the multiplicity of
+            every field of :math:`Y \oplus z` in :math:`h`. (default: :obj:`8`)
+        radial_hidden (int): Width of :math:`R`'s hidden layer (``form="factorized"``). (default: :obj:`32`)
 
     Shapes:
         - **input:** :math:`f: (E, d_{in})`, :math:`x: (E, 3)`, attributes :math:`(E, *)`
         - **output:** :math:`(E, d_{out})`; :meth:`materialize`: :math:`(E, d_{out}, d_{in})`
     """
+
+    FORMS = ("mlp", "factorized")
 
     def __init__(
         self,
@@ -240,29 +299,50 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         num_basis: int = 0,
         max_radius: float = 2.0,
         mlp_group: Optional[Union[str, Group]] = None,
+        form: str = "mlp",
+        radial_features: int = 8,
+        radial_hidden: int = 32,
     ) -> None:
         super().__init__(irreps_in, irreps_out, group, edge_attr_irreps, node_attr_irreps, path_weights)
         self.mlp_group = self.group if mlp_group is None else get_group(mlp_group)
         if not self.group.is_subgroup_of(self.mlp_group):
             raise ValueError(f"mlp_group: expected a group containing the layer's group {self.group.name}, "
                              f"got {self.mlp_group.name} (the kernel would not be {self.group.name}-steerable)")
-        if not isinstance(mlp_layers, int) or mlp_layers < 1:
-            raise ValueError(f"mlp_layers: expected an int >= 1, got {mlp_layers!r}")
-        if not (isinstance(num_basis, int) and num_basis >= 0):
-            raise ValueError(f"num_basis: expected a non-negative int, got {num_basis!r}")
+        if form not in self.FORMS:
+            raise ValueError(f"form: expected one of {self.FORMS}, got {form!r}")
+        for name, value, low in (("mlp_layers", mlp_layers, 1), ("num_basis", num_basis, 0),
+                                 ("radial_features", radial_features, 1), ("radial_hidden", radial_hidden, 1)):  # fmt: skip
+            if not (isinstance(value, int) and value >= low):
+                raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
         if not (isinstance(max_radius, (int, float)) and max_radius > 0):
             raise ValueError(f"max_radius: expected a positive float, got {max_radius!r}")
         if sigma is not None and not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
             raise ValueError(f"sigma: expected a positive width or None (set from the data), got {sigma!r}")
-        self.lmax, self.mlp_layers = lmax, mlp_layers
+        self.lmax, self.mlp_layers, self.form = lmax, mlp_layers, form
         self.sigma_init = None if sigma is None else float(sigma)
         self.num_basis, self.max_radius = num_basis, float(max_radius)
         self.harmonics = HarmonicEmbedding(lmax, batch_norm=batch_norm)
-        irreps_mlp_in = self.harmonics.irreps_out + o3.Irreps(f"{num_basis}x0e" if num_basis else "") + self.irreps_attr
-        if mlp_layers == 1:
-            self.mlp = None
-            self.irreps_features = irreps_mlp_in
+        self.mlp = self.radial = self.invariant_split = None
+        if form == "factorized":
+            self.invariant_split = InvariantSplit(self.harmonics.irreps_out + self.irreps_attr, self.mlp_group)
+            self.radial = nn.Sequential(
+                nn.Linear(self.invariant_split.num_invariants + num_basis, radial_hidden),
+                nn.SiLU(),
+                nn.Linear(radial_hidden, radial_features),
+            )
+            # The fields R multiplies: Y(x/|x|) and the attributes' fields that H moves (a field H fixes
+            # entirely is among R's inputs already, so R times it adds nothing R cannot represent).
+            moved = [(mul, ir, sl) for (mul, ir), sl in zip(self.irreps_attr, self.irreps_attr.slices())
+                     if self.mlp_group.invariant_basis(ir).shape[0] < ir.dim]  # fmt: skip
+            self.irreps_fields = o3.Irreps.spherical_harmonics(lmax) + o3.Irreps([(mul, ir) for mul, ir, _ in moved])
+            columns = [torch.arange(sl.start, sl.stop) for _, _, sl in moved]
+            self.register_buffer("moved_attr", torch.cat(columns) if columns else torch.zeros(0, dtype=torch.long), persistent=False)
+            self._field_layout = field_layout(self.irreps_fields)
+            self.irreps_features = fields_times(self.irreps_fields, radial_features)
+        elif mlp_layers == 1:
+            self.irreps_features = self.harmonics.irreps_out + o3.Irreps(f"{num_basis}x0e" if num_basis else "") + self.irreps_attr
         else:
+            irreps_mlp_in = self.harmonics.irreps_out + o3.Irreps(f"{num_basis}x0e" if num_basis else "") + self.irreps_attr
             hidden = as_irreps(hidden_irreps, "hidden_irreps")
             self.mlp = EquivariantMLP(
                 irreps_mlp_in, hidden, hidden, mlp_layers - 1, self.mlp_group, activation, activate_last=True
@@ -276,6 +356,10 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         self.harmonics.reset_parameters()
         if self.mlp is not None:
             self.mlp.reset_parameters()
+        if self.radial is not None:
+            for layer in self.radial:
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
         nn.init.constant_(self.sigma, 1.0 if self.sigma_init is None else self.sigma_init)
         self._set_init_pending(self.sigma_init is None)  # sigma and the bilinear scale from the first batch
         self.tensor_product.reset_parameters()
@@ -286,12 +370,16 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
 
     def features(self, vec, edge_attr=None, node_attr_i=None, node_attr_j=None) -> torch.Tensor:
         z = self.attributes(vec, edge_attr, node_attr_i, node_attr_j)
-        h = [self.harmonics(vec), z]
-        if self.num_basis:
-            h.insert(1, distance_embedding(vec, self.max_radius, self.num_basis))
-        h = torch.cat(h, dim=-1)
-        if self.mlp is not None:
-            h = self.mlp(h)
+        P = self.harmonics(vec)
+        E = [distance_embedding(vec, self.max_radius, self.num_basis)] if self.num_basis else []
+        if self.form == "factorized":
+            R = self.radial(torch.cat([self.invariant_split.invariants(torch.cat([P, z], dim=-1))] + E, dim=-1))
+            fields = torch.cat([unit_spherical_harmonics(vec, self.lmax), z[:, self.moved_attr]], dim=-1)
+            h = weighted_fields(R, fields, self._field_layout)
+        else:
+            h = torch.cat([P] + E + [z], dim=-1)
+            if self.mlp is not None:
+                h = self.mlp(h)
         if self._init_pending and self.training and vec.shape[0]:
             self._initialize_from_data(vec, h)
         return h * self.radial_shell(vec)
@@ -311,7 +399,8 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
     def extra_repr(self) -> str:
         basis = f", num_basis={self.num_basis}, max_radius={self.max_radius:g}" if self.num_basis else ""
         basis += f", mlp_group={self.mlp_group.name}" if self.mlp_group != self.group else ""
-        return f"{super().extra_repr()}, lmax={self.lmax}{basis}, features={self.irreps_features}, mlp_layers={self.mlp_layers}"
+        form = f", form={self.form}" if self.form != "mlp" else f", mlp_layers={self.mlp_layers}"
+        return f"{super().extra_repr()}, lmax={self.lmax}{basis}, features={self.irreps_features}{form}"
 
 
 class StandardKernel(SteerableKernel):
@@ -371,7 +460,8 @@ class StandardKernel(SteerableKernel):
         self.lmax, self.num_basis, self.max_radius = lmax, num_basis, float(max_radius)
         self.radial_features = radial_features
         sh = o3.Irreps.spherical_harmonics(lmax)
-        self.irreps_features = o3.Irreps([(radial_features, ir) for _, ir in sh])
+        self._sh_layout = field_layout(sh)
+        self.irreps_features = fields_times(sh, radial_features)
         self.attr_invariants = InvariantSplit(self.irreps_attr, self.group)
         self.radial = nn.Sequential(
             nn.Linear(num_basis + self.attr_invariants.num_invariants, radial_hidden),
@@ -391,11 +481,7 @@ class StandardKernel(SteerableKernel):
         z = self.attributes(vec, edge_attr, node_attr_i, node_attr_j)
         embedding = distance_embedding(vec, self.max_radius, self.num_basis)
         radial = self.radial(torch.cat([embedding, self.attr_invariants.invariants(z)], dim=-1))  # [E, n_r]
-        Y = unit_spherical_harmonics(vec, self.lmax)  # [E, (L+1)^2]
-        blocks = [
-            torch.einsum("er,em->erm", radial, Y[:, l * l : (l + 1) ** 2]).flatten(1) for l in range(self.lmax + 1)
-        ]
-        return torch.cat(blocks, dim=-1)
+        return weighted_fields(radial, unit_spherical_harmonics(vec, self.lmax), self._sh_layout)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, lmax={self.lmax}, features={self.irreps_features}"
