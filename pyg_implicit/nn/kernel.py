@@ -194,6 +194,18 @@ def field_layout(irreps: o3.Irreps) -> Tuple[Tuple[int, int], ...]:
     return tuple((mul, ir.dim) for mul, ir in irreps)
 
 
+class RadialMLP(nn.Sequential):
+    """``Linear -> SiLU -> Linear`` of invariant inputs: the network :math:`R` of the standard and the
+    factorised implicit kernel, whose outputs multiply the fields (:func:`weighted_fields`)."""
+
+    def __init__(self, num_in: int, hidden: int, num_out: int) -> None:
+        super().__init__(nn.Linear(num_in, hidden), nn.SiLU(), nn.Linear(hidden, num_out))
+
+    def reset_parameters(self) -> None:
+        self[0].reset_parameters()
+        self[2].reset_parameters()
+
+
 class ImplicitKernel(SteerableKernel, DataDependentInit):
     r"""The implicit steerable kernel (Zhdanov, Hoffmann & Cesa, NeurIPS 2023).
 
@@ -325,11 +337,7 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         self.mlp = self.radial = self.invariant_split = None
         if form == "factorized":
             self.invariant_split = InvariantSplit(self.harmonics.irreps_out + self.irreps_attr, self.mlp_group)
-            self.radial = nn.Sequential(
-                nn.Linear(self.invariant_split.num_invariants + num_basis, radial_hidden),
-                nn.SiLU(),
-                nn.Linear(radial_hidden, radial_features),
-            )
+            self.radial = RadialMLP(self.invariant_split.num_invariants + num_basis, radial_hidden, radial_features)
             # The fields R multiplies: Y(x/|x|) and the attributes' fields that H moves (a field H fixes
             # entirely is among R's inputs already, so R times it adds nothing R cannot represent).
             moved = [(mul, ir, sl) for (mul, ir), sl in zip(self.irreps_attr, self.irreps_attr.slices())
@@ -339,15 +347,13 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
             self.register_buffer("moved_attr", torch.cat(columns) if columns else torch.zeros(0, dtype=torch.long), persistent=False)
             self._field_layout = field_layout(self.irreps_fields)
             self.irreps_features = fields_times(self.irreps_fields, radial_features)
-        elif mlp_layers == 1:
-            self.irreps_features = self.harmonics.irreps_out + o3.Irreps(f"{num_basis}x0e" if num_basis else "") + self.irreps_attr
         else:
             irreps_mlp_in = self.harmonics.irreps_out + o3.Irreps(f"{num_basis}x0e" if num_basis else "") + self.irreps_attr
-            hidden = as_irreps(hidden_irreps, "hidden_irreps")
-            self.mlp = EquivariantMLP(
-                irreps_mlp_in, hidden, hidden, mlp_layers - 1, self.mlp_group, activation, activate_last=True
-            )
-            self.irreps_features = hidden
+            self.irreps_features = irreps_mlp_in  # mlp_layers = 1: the bilinear map alone, linear in P(x) + E + z
+            if mlp_layers > 1:
+                hidden = as_irreps(hidden_irreps, "hidden_irreps")
+                self.mlp = EquivariantMLP(irreps_mlp_in, hidden, hidden, mlp_layers - 1, self.mlp_group, activation, activate_last=True)
+                self.irreps_features = hidden
         self.sigma = nn.Parameter(torch.empty(()))
         self._build_tensor_product()
         self.reset_parameters()
@@ -357,9 +363,7 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         if self.mlp is not None:
             self.mlp.reset_parameters()
         if self.radial is not None:
-            for layer in self.radial:
-                if isinstance(layer, nn.Linear):
-                    layer.reset_parameters()
+            self.radial.reset_parameters()
         nn.init.constant_(self.sigma, 1.0 if self.sigma_init is None else self.sigma_init)
         self._set_init_pending(self.sigma_init is None)  # sigma and the bilinear scale from the first batch
         self.tensor_product.reset_parameters()
@@ -463,18 +467,12 @@ class StandardKernel(SteerableKernel):
         self._sh_layout = field_layout(sh)
         self.irreps_features = fields_times(sh, radial_features)
         self.attr_invariants = InvariantSplit(self.irreps_attr, self.group)
-        self.radial = nn.Sequential(
-            nn.Linear(num_basis + self.attr_invariants.num_invariants, radial_hidden),
-            nn.SiLU(),
-            nn.Linear(radial_hidden, radial_features),
-        )
+        self.radial = RadialMLP(num_basis + self.attr_invariants.num_invariants, radial_hidden, radial_features)
         self._build_tensor_product()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for layer in self.radial:
-            if isinstance(layer, nn.Linear):
-                layer.reset_parameters()
+        self.radial.reset_parameters()
         self.tensor_product.reset_parameters()
 
     def features(self, vec, edge_attr=None, node_attr_i=None, node_attr_j=None) -> torch.Tensor:
