@@ -33,3 +33,14 @@ def test_models_use_public_modules_only():
     private = [(path.name, name) for path in (PACKAGE / "models").glob("*.py") for name in _imports(path)
                if name.startswith("pyg_implicit") and any(part.startswith("_") for part in name.split("."))]  # fmt: skip
     assert not private, private
+
+
+def test_sources_compile_without_warnings():
+    r"""No invalid escape sequences: in a plain docstring ``\theta`` is a tab and ``\mathbb`` a warning (use r-strings)."""
+    import warnings
+
+    sources = [p for folder in ("pyg_implicit", "examples", "benchmarks", "tests") for p in (PACKAGE.parent / folder).rglob("*.py")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for path in sources:
+            compile(path.read_text(), str(path), "exec")

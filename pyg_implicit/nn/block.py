@@ -162,7 +162,7 @@ class SteerableBlock(DataDependentInit):
 
     @torch.no_grad()
     def _initialize_from_data(self, h: Tensor, u: Tensor, c: float, s: float) -> float:
-        """On the first training batch, scale the update's last layer by the :math:`a > 0` with
+        r"""On the first training batch, scale the update's last layer by the :math:`a > 0` with
         :math:`\mathbb{E}|c\,h + s\,a\,u|^2 = \mathbb{E}|h|^2` (data-dependent initialisation, as in
         LSUV): the update sees :math:`h`, so it correlates with it and a fixed :math:`\theta` alone
         let an SO(2) stack grow its features 2.5x over 8 blocks at initialisation."""
