@@ -41,6 +41,13 @@ def point_batch():
     return Batch.from_data_list([KNNHierarchy([32, 16], k=4)(data)])
 
 
+def system(device="cpu"):
+    """One N-body-like graph with the 7 node features of ``NBodyPredictor``, on ``device``."""
+    pos, edge_index = graph()
+    x, pos = to((NODES, pos), device)
+    return Data(x=x, pos=pos, edge_index=edge_index.to(device), edge_attr=None)
+
+
 IMAGES = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 NODES = torch.randn(12, 7, generator=torch.Generator().manual_seed(1))
 C6 = Group("my_c6", discrete_generators=[rotation_z(torch.pi / 3)])  # a group that is not in the catalogue
@@ -49,7 +56,7 @@ CASES = {
     "steerable_cnn": (lambda: random_head(SteerableCNN("2x0e+1x1o", "4x0e+2x1o", "1x1o", C6, num_layers=2, lmax=1)),
                       lambda m, d="cpu": m(*to((NODES[:, :5], *graph()), d))),
     "nbody_predictor": (lambda: random_head(NBodyPredictor(SteerableCNN("1x1o+1x1o+1x0e", "4x0e+2x1o", "1x1o", "so2", num_layers=1, lmax=1))),
-                        lambda m, d="cpu": m(Data(x=to([NODES], d)[0], pos=graph()[0], edge_index=graph()[1], edge_attr=None).to(d))),
+                        lambda m, d="cpu": m(system(d))),
     "qm9": (lambda: QM9Net("4x0e+2x1o", num_layers=2, group="o3", readout=8), lambda m, d="cpu": m(molecule_batch().to(d))),
     "pointcloud": (lambda: PointCloudClassifier("4x0e+2x1o", num_classes=5, group="cone", num_layers=2, readout=8),
                    lambda m, d="cpu": m(point_batch().to(d))),
