@@ -69,7 +69,7 @@ def step_seconds(build, batch, loss_fn, device: str, steps: int) -> float:
 
 def nbody_rows(devices, data_root: str, steps: int):
     from torch_geometric.loader import DataLoader
-    from nbody_sweep import BUDGET
+    from nbody_sweep import BUDGET, split_spec
     from train_nbody import mse, nbody_model
 
     from pyg_implicit.datasets import NBodyConstrained
@@ -77,20 +77,17 @@ def nbody_rows(devices, data_root: str, steps: int):
 
     batch = next(iter(DataLoader(NBodyConstrained(data_root, 100.0, "train", 3000), batch_size=128)))
     for spec in NBODY_MODELS:
-        name, _, group = spec.partition("-")
-        _, width = match_budget(lambda w: nbody_model(name, w, group or "o3"), BUDGET)
+        name, group = split_spec(spec)
+        _, width = match_budget(lambda w: nbody_model(name, w, group), BUDGET)
         for device in devices:
-            seconds = step_seconds(lambda: nbody_model(name, width, group or "o3"), batch, mse, device, steps)
+            seconds = step_seconds(lambda: nbody_model(name, width, group), batch, mse, device, steps)
             yield {"task": "nbody", "model": spec, "device": device, "step_s": seconds,
                    "epoch_s": seconds * NBODY_STEPS_PER_EPOCH}  # fmt: skip
 
 
 def modelnet_rows(devices, npz: str, steps: int):
     from torch_geometric.data import Batch, Data
-    from torch_geometric.transforms import Compose, FixedPoints
     import train_modelnet
-
-    from pyg_implicit.transforms import EstimateNormalAxes, KNNHierarchy, NormalizeUnitBall, RandomRotation
 
     with np.load(npz) as archive:
         keys = ("points", "labels") if "points" in archive.files else ("train_points", "train_labels")
@@ -101,8 +98,7 @@ def modelnet_rows(devices, npz: str, steps: int):
 
     for group, kernel in MODELNET_MODELS:
         args = train_modelnet.parse_args(["--group", group, "--kernel", kernel, "--input", "normal_axis"])
-        transform = Compose([NormalizeUnitBall(), FixedPoints(args.points, replace=False, allow_duplicates=True), RandomRotation(group),
-                             EstimateNormalAxes(args.k), KNNHierarchy(args.levels, args.k)])  # fmt: skip
+        transform = train_modelnet.shape_transform(args, group)
         start = time.perf_counter()
         shapes = [transform(Data(pos=torch.from_numpy(p), y=torch.tensor([int(y)]))) for p, y in zip(points, labels)]
         transform_s = (time.perf_counter() - start) / len(shapes)
@@ -116,8 +112,9 @@ def modelnet_rows(devices, npz: str, steps: int):
 def render(rows, command: str, hardware: str, torch_version: str, note: str = "") -> str:
     lines = ["## Training step time of the example models", "",
              f"Command: `{command}` ({date.today()}, {hardware}, torch {torch_version}){note}. One AdamW step on a fixed batch, "
-             "mean over the timed steps after three warm-ups; CPU on one thread. An epoch: 24 steps for N-body (3,000 systems, "
-             f"batch 128), {MODELNET_TRAIN_SHAPES / 32:.0f} for ModelNet ({MODELNET_TRAIN_SHAPES} shapes, batch 32). "
+             "mean over the timed steps after three warm-ups; CPU on one thread. An epoch: "
+             f"{NBODY_STEPS_PER_EPOCH} steps for N-body (3,000 systems, batch 128), "
+             f"{MODELNET_TRAIN_SHAPES / 32:.0f} for ModelNet ({MODELNET_TRAIN_SHAPES} shapes, batch 32). "
              "`transforms`: one CPU core's time for the per-shape sampling, rotation, normal axes and kNN levels of an epoch, "
              "which DataLoader workers share.", "",
              "| task | model | device | step ms | epoch s | 200 epochs | transforms, 1 core, s / epoch |", "|---|---|---|---|---|---|---|"]  # fmt: skip

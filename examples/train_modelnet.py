@@ -17,6 +17,7 @@ not notice, and all rotations, which a model of a subgroup does). A fifth of the
 import argparse
 import json
 import os
+from typing import Optional
 
 import numpy as np
 import torch
@@ -83,6 +84,15 @@ def parse_args(argv=None):
     return args
 
 
+def shape_transform(args, rotation: Optional[str] = None) -> Compose:
+    """A shape's transform: sample ``--points``, rotate by a random element of ``rotation`` (if
+    given), estimate the normal axes after the rotation (a 2e field, with ``--input normal_axis``),
+    build the kNN levels."""
+    features = [EstimateNormalAxes(args.k)] if args.input == "normal_axis" else []
+    return Compose([NormalizeUnitBall(), FixedPoints(args.points, replace=False, allow_duplicates=True),
+                    *([RandomRotation(rotation)] if rotation else []), *features, KNNHierarchy(args.levels, args.k)])  # fmt: skip
+
+
 @torch.no_grad()
 def accuracy(model, dataset, batch_size: int, num_workers: int = 0) -> float:
     model.eval()
@@ -95,20 +105,13 @@ def accuracy(model, dataset, batch_size: int, num_workers: int = 0) -> float:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     out_dir = args.out_dir or os.path.join("runs", "modelnet", f"{args.kernel}-{args.group}_s{args.seed}")
-    sample = [NormalizeUnitBall(), FixedPoints(args.points, replace=False, allow_duplicates=True)]
     with distributed() as (rank, _):
         with rank_zero_first():  # rank 0 reads and caches the shapes, the others then load them
             train_all = ModelNetPoints(args.data_root, "train", args.source, max_points=args.max_points)
             test_set = ModelNetPoints(args.data_root, "test", args.source, max_points=args.max_points)
         if args.input == "auto":
             args.input = "normal" if getattr(train_all[0], "normal", None) is not None else "normal_axis"
-        features = [EstimateNormalAxes(args.k)] if args.input == "normal_axis" else []  # after the rotation: a 2e field
-        hierarchy = KNNHierarchy(args.levels, args.k)
-
-        def pipeline(*rotation):  # sample, rotate (if given), features after the rotation, levels
-            return Compose([*sample, *rotation, *features, hierarchy])
-
-        train_transform, test_transform = pipeline(RandomRotation(args.augment)), pipeline()
+        train_transform, test_transform = shape_transform(args, args.augment), shape_transform(args)
         train_all.transform, test_set.transform = train_transform, test_transform
         perm = torch.from_numpy(np.random.default_rng(args.seed).permutation(len(train_all)))
         n_val = max(1, round(args.val_fraction * len(train_all)))
@@ -136,7 +139,7 @@ def main(argv=None) -> dict:
         metrics["test_accuracy"] = accuracy(model, test_set, args.batch_size, args.workers)
         metrics["rotated_test_accuracy"] = {}
         for group in args.rotated_test:
-            test_set.transform = pipeline(RandomRotation(group))
+            test_set.transform = shape_transform(args, group)
             metrics["rotated_test_accuracy"][group] = accuracy(model, test_set, args.batch_size, args.workers)
     if rank == 0:
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
