@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--lr-step", type=int)
     parser.add_argument("--warmup-steps", type=int, help="optimizer steps of linear learning-rate warmup (default: the preset's)")
     parser.add_argument("--weight-decay", type=float, help="AdamW weight decay of every model (default: train_nbody.py's, 1e-12)")
+    parser.add_argument("--grad-clip", type=float, help="largest total gradient norm of a step (train_nbody.py --grad-clip; default: none)")
     parser.add_argument("--kernel-mlp-group", help="a larger group for the ik kernels' G-MLP (train_nbody.py --kernel-mlp-group; e.g. o3)")
     parser.add_argument("--kernel-form", choices=("mlp", "factorized"), help="the ik kernels' network (train_nbody.py --kernel-form)")
     parser.add_argument("--num-basis", type=int, help="the ik kernels' distance embedding (train_nbody.py --num-basis)")
@@ -94,7 +95,7 @@ def main() -> None:
             NBodyConstrained(args.data_root, k, split, size, springs=not args.no_springs)
     # stiffness outermost: a partial sweep still compares all models
     cells = [(spec, k, seed) for k in stiffness for spec in models for seed in seeds]
-    jobs = []  # --warmup-steps, --weight-decay and the ik kernel's options only when set: runs made without them keep the arguments run_once stored for them
+    jobs = []  # --warmup-steps, --weight-decay, --grad-clip and the ik kernel's options only when set: runs made without them keep the arguments run_once stored for them
     for spec, k, seed in cells:
         model, group = split_spec(spec)
         jobs.append((os.path.join(out_dir, f"{spec}_k{k:g}_s{seed}"), [
@@ -103,6 +104,7 @@ def main() -> None:
             "--batch-size", str(args.batch_size), "--seed", str(seed), "--data-root", args.data_root, "--no-progress"]
             + (["--warmup-steps", str(warmup_steps)] if warmup_steps else []) + (["--no-springs"] if args.no_springs else [])
             + (["--weight-decay", str(args.weight_decay)] if args.weight_decay is not None else [])
+            + (["--grad-clip", str(args.grad_clip)] if args.grad_clip is not None else [])
             + (["--kernel-mlp-group", args.kernel_mlp_group] if args.kernel_mlp_group and model == "ik" else [])
             + (["--kernel-form", args.kernel_form] if args.kernel_form and model == "ik" else [])
             + (["--num-basis", str(args.num_basis)] if args.num_basis is not None and model == "ik" else [])))  # fmt: skip
@@ -124,6 +126,7 @@ def main() -> None:
         f"{args.batch_size}, {train_size} training systems, {EVAL_SIZE} validation / {EVAL_SIZE} test, AdamW lr {lr_text} halved every "
         f"{lr_step} epochs{f' after {warmup_steps} steps of linear warmup' if warmup_steps else ''}"
         f"{f', weight decay {args.weight_decay:g}' if args.weight_decay is not None else ''}"
+        f"{f', gradients clipped to norm {args.grad_clip:g}' if args.grad_clip is not None else ''}"
         f"{f', the G-MLPs of the ik kernels equivariant to {args.kernel_mlp_group}' if args.kernel_mlp_group else ''}"
         f"{f', the ik kernels {args.kernel_form}' if args.kernel_form else ''}"
         f"{f' with a {args.num_basis}-Gaussian distance embedding' if args.num_basis else ''}, best-on-validation checkpoint; "
@@ -147,7 +150,7 @@ def main() -> None:
         f.write(table + "\n")
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"stiffness": stiffness, "epochs": epochs, "seeds": seeds, "budget": budget, "lr": model_lr,
-                   "warmup_steps": warmup_steps, "weight_decay": args.weight_decay,
+                   "warmup_steps": warmup_steps, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
                    "kernel_mlp_group": args.kernel_mlp_group, "kernel_form": args.kernel_form, "num_basis": args.num_basis, "results": results}, f, indent=1)
     plot(results, stiffness, models, os.path.join(out_dir, "results.png"))
 

@@ -144,6 +144,42 @@ def test_warmup_rises_linearly_composes_with_the_decay_and_resumes(tmp_path):
     assert run("resumed", 3, resume=True) == run("straight", 3)  # the warmup's step count travels with last.pt
 
 
+def test_grad_clip_bounds_every_step_and_the_history_records_the_norm_before(tmp_path):
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+    from torch_geometric.data import Data
+
+    from pyg_implicit.training import TrainConfig, fit
+
+    data = [Data(x=x[None], y=100 * x[:1]) for x in torch.randn(16, 3)]  # 2 steps of 8 per epoch, gradients of norm ~100
+
+    def mse(net, batch):
+        return (net(batch.x)[:, 0] - batch.y).pow(2).mean(), batch.num_graphs
+
+    step_norms = []  # the gradient norm the optimizer sees at each step
+
+    def record(optimizer, args, kwargs):
+        step_norms.append(float(torch.cat([p.grad.flatten() for g in optimizer.param_groups for p in g["params"]]).norm()))
+
+    def run(out, grad_clip):
+        step_norms.clear()
+        torch.manual_seed(0)
+        config = TrainConfig(epochs=3, batch_size=8, lr=1e-3, grad_clip=grad_clip, out_dir=str(tmp_path / out), progress=False)
+        handle = register_optimizer_step_pre_hook(record)
+        try:
+            history = fit(torch.nn.Linear(3, 1), data, data, data, mse, config)["history"]
+        finally:
+            handle.remove()
+        return [r["grad_norm_max"] for r in history], list(step_norms)
+
+    recorded, seen = run("free", None)
+    assert recorded == pytest.approx([max(seen[0:2]), max(seen[2:4]), max(seen[4:6])])
+    assert min(seen) > 10
+    recorded, seen = run("clipped", 0.5)
+    assert max(seen) == pytest.approx(0.5) and min(recorded) > 10  # clipped for the step, recorded as computed
+    with pytest.raises(ValueError, match="grad_clip"):
+        run("zero", 0.0)
+
+
 @pytest.mark.parametrize("kind", ["torch", "e3nn", "equivariant"])
 def test_precise_bn_averages_the_batch_statistics_with_dropout_off(kind):
     from e3nn import nn as e3nn_nn

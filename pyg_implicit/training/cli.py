@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Optional
 
 from .loop import TrainConfig
 
@@ -10,7 +11,7 @@ __all__ = ["add_training_arguments", "config_from_args"]
 
 def add_training_arguments(
     parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float, weight_decay: float, lr_step: int, lr_decay: float = 0.5,
-    precise_bn: int = 0, warmup_steps: int = 0,
+    precise_bn: int = 0, warmup_steps: int = 0, grad_clip: Optional[float] = None,
 ) -> None:
     """The options every training script shares (``--epochs`` ... ``--no-progress``), with its defaults."""
     parser.add_argument("--epochs", type=int, default=epochs)
@@ -21,6 +22,8 @@ def add_training_arguments(
     parser.add_argument("--lr-decay", type=float, default=lr_decay)
     parser.add_argument("--warmup-steps", type=int, default=warmup_steps,
                         help="optimizer steps over which the learning rate rises linearly to --lr (0: none)")
+    parser.add_argument("--grad-clip", type=float, default=grad_clip,
+                        help="scale each step's gradient down to this total norm when it is larger (default: no clipping)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the batch order")
     parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
     parser.add_argument("--no-progress", action="store_true")
@@ -36,5 +39,5 @@ def config_from_args(args: argparse.Namespace, out_dir: str, extra: dict) -> Tra
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, lr_step=args.lr_step,
         lr_decay=args.lr_decay, warmup_steps=args.warmup_steps, seed=args.seed, out_dir=out_dir, resume=args.resume, progress=not args.no_progress,
         num_workers=args.workers, time_limit=None if args.time_limit is None else 60 * args.time_limit,
-        precise_bn=args.precise_bn, extra=extra,
+        precise_bn=args.precise_bn, grad_clip=args.grad_clip, extra=extra,
     )  # fmt: skip

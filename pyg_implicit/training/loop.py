@@ -55,6 +55,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes (the transforms of a batch run in them)
     time_limit: Optional[float] = None  # seconds of training after which no further epoch starts
     precise_bn: int = 0  # training batches that batch-norm statistics are recomputed on before each evaluation (0: off)
+    grad_clip: Optional[float] = None  # largest total gradient norm of a step; larger gradients are scaled down to it (None: no clipping)
     extra: dict = field(default_factory=dict)  # recorded in metrics.json as given (task, model, ...)
 
 
@@ -112,6 +113,11 @@ def fit(
     (:func:`~pyg_implicit.training.precise_bn.recompute_batch_norm_statistics`): the evaluated
     network is then normalised as it will be used, not with averages of dropped-out activations.
 
+    With ``config.grad_clip = c`` every step's gradient is scaled by ``min(1, c / ||g||)``, ``||g||`` the
+    norm of all gradients together (:func:`torch.nn.utils.clip_grad_norm_`). The history records the
+    largest ``||g||`` of each epoch (``grad_norm_max``, before clipping) either way: a run that blows up
+    shows it there first.
+
     ``metric_fn`` (same signature as ``loss_fn``), when given, is averaged over the validation set
     at every evaluation (``val_metric`` in the history, e.g. an error rate) and over the test set
     (``test_metric``); the checkpoint is still chosen by the validation loss.
@@ -121,6 +127,8 @@ def fit(
     """
     if len(train_set) == 0:
         raise ValueError("train_set: empty")
+    if config.grad_clip is not None and not config.grad_clip > 0:
+        raise ValueError(f"config.grad_clip: expected a positive number or None, got {config.grad_clip}")
     active = dist.is_available() and dist.is_initialized()
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if active else (0, 1)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
@@ -180,11 +188,13 @@ def fit(
         if sampler is not None:
             sampler.set_epoch(epoch)
         train_model.train()
-        total, count, epoch_start = 0.0, 0, time.time()
+        total, count, grad_norm_max, epoch_start = 0.0, 0, 0.0, time.time()
         for batch in train_loader:
             loss, n = loss_fn(train_model, batch.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), math.inf if config.grad_clip is None else config.grad_clip)
+            grad_norm_max = max(grad_norm_max, float(grad_norm))
             optimizer.step()
             if warmup is not None and warmup.last_epoch < config.warmup_steps:
                 warmup.step()
@@ -192,7 +202,7 @@ def fit(
             count += n
         scheduler.step()
         record = {"epoch": epoch, "train_loss": total / max(count, 1), "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": time.time() - epoch_start}  # fmt: skip
+                  "grad_norm_max": grad_norm_max, "seconds": time.time() - epoch_start}  # fmt: skip
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             if config.precise_bn > 0:
                 recompute_batch_norm_statistics(model, islice(precise_loader, config.precise_bn), lambda b: loss_fn(model, b.to(device)))
