@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Optional
 
 from .loop import TrainConfig
 
@@ -11,7 +10,7 @@ __all__ = ["add_training_arguments", "config_from_args"]
 
 def add_training_arguments(
     parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float, weight_decay: float, lr_step: int, lr_decay: float = 0.5,
-    precise_bn: int = 0, warmup_steps: int = 0, grad_clip: Optional[float] = None,
+    precise_bn: int = 0, warmup_steps: int = 0,
 ) -> None:
     """The options every training script shares (``--epochs`` ... ``--no-progress``), with its defaults."""
     parser.add_argument("--epochs", type=int, default=epochs)
@@ -22,7 +21,7 @@ def add_training_arguments(
     parser.add_argument("--lr-decay", type=float, default=lr_decay)
     parser.add_argument("--warmup-steps", type=int, default=warmup_steps,
                         help="optimizer steps over which the learning rate rises linearly to --lr (0: none)")
-    parser.add_argument("--grad-clip", type=float, default=grad_clip,
+    parser.add_argument("--grad-clip", type=float,
                         help="scale each step's gradient down to this total norm when it is larger (default: no clipping)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the batch order")
     parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
