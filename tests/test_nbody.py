@@ -168,7 +168,9 @@ def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
     ik_extra = json.loads((tmp_path / "sweep" / "ik-so2_k0_s0" / "metrics.json").read_text())["config"]["extra"]
     assert ik_extra["kernel_mlp_group"] == "o3" and summary["kernel_mlp_group"] == "o3"
     assert (ik_extra["kernel_form"], ik_extra["num_basis"]) == ("factorized", 10) and summary["kernel_form"] == "factorized"
-    assert "| SO(2)-CNN-IK |" in (tmp_path / "sweep" / "results.md").read_text()
+    table = (tmp_path / "sweep" / "results.md").read_text()
+    assert "| SO(2)-CNN-IK |" in table and "blew up" in table  # runs that blew up are named, or none
+    assert all(isinstance(run["blew_up"], bool) for cells in results.values() for runs in cells.values() for run in runs)
     for spec in results:  # each cell is the run's own metrics.json
         metrics = json.loads((tmp_path / "sweep" / f"{spec}_k0_s0" / "metrics.json").read_text())
         assert results[spec]["0"][0]["test_mse"] == metrics["test_loss"]

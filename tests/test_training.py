@@ -180,6 +180,23 @@ def test_grad_clip_bounds_every_step_and_the_history_records_the_norm_before(tmp
         run("zero", 0.0)
 
 
+def test_blew_up_names_runs_whose_last_training_loss_left_their_lowest_far_behind():
+    from pyg_implicit.training import blew_up
+
+    def history(*losses):
+        return [{"epoch": i, "train_loss": loss} for i, loss in enumerate(losses)]
+
+    assert not blew_up(history(1.0, 0.1, 0.05, 0.08))  # noise near the lowest
+    assert blew_up(history(1.0, 1e-4, 7e1, 1e17))  # the N-body blow-up
+    assert blew_up(history(1.0, 1e-3, 0.55))  # stuck at a constant prediction, from below 1e-3
+    assert blew_up(history(1.0, float("nan")))  # not finite at the end
+    assert not blew_up(history(float("nan"), 1.0, 0.5))  # a non-finite epoch recovered from
+    assert not blew_up([])
+    assert not blew_up(history(1.0, 0.1, 0.5), factor=10) and blew_up(history(1.0, 0.1, 0.5), factor=2)
+    with pytest.raises(ValueError, match="factor"):
+        blew_up(history(1.0), factor=1.0)
+
+
 @pytest.mark.parametrize("kind", ["torch", "e3nn", "equivariant"])
 def test_precise_bn_averages_the_batch_statistics_with_dropout_off(kind):
     from e3nn import nn as e3nn_nn

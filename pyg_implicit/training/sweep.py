@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -9,7 +10,7 @@ from typing import Callable, Iterator, List, Sequence, Tuple
 
 import torch
 
-__all__ = ["run_once", "run_many"]
+__all__ = ["blew_up", "run_once", "run_many"]
 
 
 def run_once(run_dir: str, train: Callable[[List[str]], dict], argv: List[str]) -> dict:
@@ -37,6 +38,27 @@ def run_once(run_dir: str, train: Callable[[List[str]], dict], argv: List[str]) 
         json.dump(list(argv), f)
     resume = ["--resume"] if os.path.exists(os.path.join(run_dir, "last.pt")) else []
     return train(list(argv) + ["--out-dir", run_dir] + resume)
+
+
+def blew_up(history: Sequence[dict], factor: float = 10.0) -> bool:
+    r"""Whether a run diverged: its last epoch's training loss is more than ``factor`` times the
+    lowest of the run, :math:`L_{last} > \mathrm{factor} \cdot \min_t L_t`.
+
+    A best-on-validation checkpoint hides a run that blew up after its best epoch (its test loss
+    is that of the weights before the jump); a sweep's summary names such runs with this.
+
+    Args:
+        history (list of dict): A run's per-epoch records (``metrics.json``'s ``"history"``), each
+            with a ``"train_loss"``.
+        factor (float): The rise that counts as a blow-up. (default: :obj:`10.0`)
+    """
+    if not factor > 1:
+        raise ValueError(f"factor: expected a number > 1, got {factor}")
+    losses = [record["train_loss"] for record in history]
+    if not losses:
+        return False
+    lowest = min((loss for loss in losses if math.isfinite(loss)), default=math.inf)
+    return not math.isfinite(losses[-1]) or losses[-1] > factor * lowest
 
 
 def _run_job(job: Tuple[str, Callable[[List[str]], dict], List[str]]) -> dict:
