@@ -10,7 +10,7 @@ from torch_geometric.loader import DataLoader
 
 from pyg_implicit.graph import knn_graph
 from pyg_implicit.groups import Group, get_group, irreps_D, rotation_z
-from pyg_implicit.nn import ImplicitConv, ImplicitKernel, StandardConv
+from pyg_implicit.nn import HarmonicEmbedding, ImplicitConv, ImplicitKernel, StandardConv
 from pyg_implicit.testing import assert_equivariant, equivariance_error
 from conftest import random_head
 
@@ -150,6 +150,67 @@ def test_factorized_kernel_rejects_bad_arguments():
     for name in ("radial_features", "radial_hidden"):
         with pytest.raises(ValueError, match=f"{name}: expected an int >= 1"):
             make(ImplicitConv, "so2", form="factorized", **{name: 0})
+
+
+@pytest.mark.parametrize("form", ImplicitKernel.FORMS)
+@pytest.mark.parametrize("name", ["o3", "so2", "cone", "c4", "d4", "oh", USER_C3], ids=str)
+def test_implicit_kernel_without_the_shell_is_equivariant_and_not_outside(float64, name, form):
+    """shell=False: the kernel is the network alone (no sigma), still exact for G and no more; the first
+    training batch still sets the bilinear map's scale."""
+    conv = make(ImplicitConv, name, form=form, shell=False)
+    assert conv.kernel.sigma is None and "shell=False" in repr(conv)
+    args = inputs(conv)
+    vec = args[1][args[2][0]] - args[1][args[2][1]]
+    torch.testing.assert_close(conv.kernel.radial_shell(vec), torch.ones(len(vec), 1, dtype=vec.dtype))
+    assert_equivariant(conv, name, args, ACTIONS, OUT, n_samples=3, tolerance=1e-9)
+    if name != "o3":
+        outside = get_group("o3").sample(8, generator=torch.Generator().manual_seed(3))
+        outside = outside[~get_group(name).contains(outside)][:3]
+        assert len(outside) > 0 and equivariance_error(conv, outside, args, ACTIONS, OUT).min() > 1e-3
+    fresh = make(ImplicitConv, name, form=form, shell=False).train()
+    assert fresh.kernel.init_pending
+    fresh(*args)
+    assert not fresh.kernel.init_pending and "sigma" not in dict(fresh.named_parameters())
+    with pytest.raises(ValueError, match="shell: expected a bool"):
+        make(ImplicitConv, name, shell=0)
+    with pytest.raises(ValueError, match="sigma: the width of a Gaussian shell, but shell=False"):
+        make(ImplicitConv, name, shell=False, sigma=1.0)
+
+
+@pytest.mark.parametrize("norm", ["data", "none"])
+@pytest.mark.parametrize("name", ["o3", "so2", "cone", "c4", "d4", "oh", USER_C3], ids=str)
+def test_implicit_kernel_with_deterministic_polynomial_norm_is_equivariant_and_not_outside(float64, name, norm):
+    """polynomial_norm="data" / "none": no batch statistics in the kernel; still exact for G and no more."""
+    conv = make(ImplicitConv, name, polynomial_norm=norm, lmax=2).train()
+    assert f"polynomial_norm={norm}" in repr(conv)
+    args = inputs(conv)
+    conv(*args)  # the first training batch sets the polynomials' scale ("data")
+    assert_equivariant(conv, name, args, ACTIONS, OUT, n_samples=3, tolerance=1e-9)
+    if name != "o3":
+        outside = get_group("o3").sample(8, generator=torch.Generator().manual_seed(3))
+        outside = outside[~get_group(name).contains(outside)][:3]
+        assert len(outside) > 0 and equivariance_error(conv, outside, args, ACTIONS, OUT).min() > 1e-3
+
+
+def test_data_polynomial_norm_is_set_by_the_first_training_batch_then_fixed(float64):
+    """norm="data": every order l >= 1 at unit mean square per component on the first training batch,
+    P^0 = 1 kept; later batches (and eval) use the same scale, so an edge's embedding does not depend
+    on its batch; the scale is saved with the model."""
+    vec = 7 * torch.randn(500, 3, dtype=torch.float64)
+    embedding = HarmonicEmbedding(2, norm="data").train()
+    out = embedding(vec)
+    for l, block in zip(range(3), out.split([1, 3, 5], dim=1)):
+        torch.testing.assert_close(block.pow(2).mean(), torch.tensor(1.0, dtype=torch.float64))
+    torch.testing.assert_close(out[:, 0], torch.ones(500, dtype=torch.float64))
+    torch.testing.assert_close(embedding(vec[:10]), out[:10])  # another batch: the same map
+    torch.testing.assert_close(embedding(3 * vec)[:, 1:4], 3 * out[:, 1:4])
+    loaded = HarmonicEmbedding(2, norm="data")
+    loaded.load_state_dict(embedding.state_dict())
+    torch.testing.assert_close(loaded.train()(vec), out)
+    batch = HarmonicEmbedding(2, norm="batch").train()
+    assert (batch(vec[:10]) - batch(vec)[:10]).abs().max() > 1e-3  # the paper's: depends on the batch
+    with pytest.raises(ValueError, match="norm: expected one of"):
+        HarmonicEmbedding(2, norm="layer")
 
 
 @KERNELS

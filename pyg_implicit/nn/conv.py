@@ -167,7 +167,9 @@ class ImplicitConv(SteerableConv):
         hidden_irreps (str or Irreps): Hidden irreps of the kernel MLP. (default: ``"8x0e+8x1o+8x2e"``)
         mlp_layers (int): Linear layers of the kernel MLP, output layer included. (default: :obj:`2`)
         activation (str): ``"gate"`` or ``"quotient_elu"``. (default: ``"gate"``)
-        batch_norm (bool): Batch-normalise the harmonic polynomials. (default: :obj:`True`)
+        polynomial_norm (str): Normalisation of the harmonic polynomials: ``"batch"`` (the paper's),
+            ``"data"`` (fixed from the first training batch) or ``"none"`` (see :class:`ImplicitKernel`).
+            (default: ``"batch"``)
         sigma (float, optional): Initial width of the Gaussian shell; :obj:`None` sets it to twice
             the root-mean-square edge length of the first training batch. (default: :obj:`None`)
         path_weights (str): ``"full"`` or ``"factorized"`` weights of the bilinear map
@@ -183,6 +185,7 @@ class ImplicitConv(SteerableConv):
             :math:`Y(x/|x|) \oplus z`, see :class:`ImplicitKernel`). (default: ``"mlp"``)
         radial_features (int): Invariant functions of the factorised form. (default: :obj:`8`)
         radial_hidden (int): Their MLP's width. (default: :obj:`32`)
+        shell (bool): Multiply the kernel by the Gaussian shell, as the paper does. (default: :obj:`True`)
         **kwargs (optional): ``root_weight`` and ``bias`` of :class:`SteerableConv` (both
             :obj:`True` by default), and additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
@@ -210,7 +213,7 @@ class ImplicitConv(SteerableConv):
         hidden_irreps: IrrepsLike = "8x0e+8x1o+8x2e",
         mlp_layers: int = 2,
         activation: str = "gate",
-        batch_norm: bool = True,
+        polynomial_norm: str = "batch",
         sigma: Optional[float] = None,
         path_weights: str = "full",
         num_basis: int = 0,
@@ -219,13 +222,14 @@ class ImplicitConv(SteerableConv):
         form: str = "mlp",
         radial_features: int = 8,
         radial_hidden: int = 32,
+        shell: bool = True,
         **kwargs,
     ) -> None:
         kernel = ImplicitKernel(
             irreps_in, irreps_out, group, lmax=lmax, hidden_irreps=hidden_irreps, mlp_layers=mlp_layers,
             edge_attr_irreps=edge_attr_irreps, node_attr_irreps=node_attr_irreps, activation=activation,
-            batch_norm=batch_norm, sigma=sigma, path_weights=path_weights, num_basis=num_basis, max_radius=max_radius,
-            mlp_group=mlp_group, form=form, radial_features=radial_features, radial_hidden=radial_hidden,
+            polynomial_norm=polynomial_norm, sigma=sigma, path_weights=path_weights, num_basis=num_basis, max_radius=max_radius,
+            mlp_group=mlp_group, form=form, radial_features=radial_features, radial_hidden=radial_hidden, shell=shell,
         )  # fmt: skip
         super().__init__(kernel, **kwargs)
 

@@ -23,7 +23,8 @@ class DataDependentInit(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._init_pending = bool(self.init_pending)
+        if "init_pending" in self._buffers:  # a module may have nothing to set from the data (HarmonicEmbedding's batch norm)
+            self._init_pending = bool(self.init_pending)
 
 
 @torch.no_grad()

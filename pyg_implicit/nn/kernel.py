@@ -213,6 +213,8 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         \mathrm{vec}\, K(x, z) = e^{-|x|^2/\sigma^2}\;
             \mathrm{MLP}_G\big(\mathrm{BN}(P^{\le L}(x)) \oplus E(|x|) \oplus z\big)
 
+    (the Gaussian shell :math:`e^{-|x|^2/\sigma^2}` optional: ``shell``)
+
     where :math:`P^{\le L}` are the harmonic polynomials of the relative position, :math:`E` an
     optional Gaussian embedding of the distance (``num_basis`` invariant scalars; none by
     default, as in the paper), :math:`z` the steerable attributes and :math:`\mathrm{MLP}_G` a :math:`G`-equivariant MLP whose output
@@ -255,7 +257,10 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         path_weights (str): Weights of the bilinear map, see :class:`SteerableKernel`. (default: ``"full"``)
         activation (str): ``"gate"`` (exact) or ``"quotient_elu"`` (the paper's, approximate)
             (``form="mlp"``). (default: ``"gate"``)
-        batch_norm (bool): Batch-normalise the harmonic polynomials. (default: :obj:`True`)
+        polynomial_norm (str): The harmonic polynomials' normalisation :math:`\mathrm{BN}`
+            (:class:`HarmonicEmbedding`'s ``norm``): ``"batch"`` (the paper's batch norm), ``"data"``
+            (each order scaled by its RMS on the first training batch, then fixed) or ``"none"``.
+            (default: ``"batch"``)
         num_basis (int): Size of the Gaussian embedding :math:`E` of :math:`|x|` on
             :math:`[0, r_{max}]` fed to the MLP next to the polynomials: a radial resolution the
             low-order polynomials of :math:`|x|^2` lack (as in the standard kernel and NequIP's
@@ -269,6 +274,11 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
             have unit second moment on that batch.
             A shell much narrower than the edges (edges of length 10 with :math:`\sigma = 1`
             give kernels of order :math:`e^{-100}`) silences a layer. (default: :obj:`None`)
+        shell (bool): Multiply the kernel by the Gaussian shell (the paper's kernel). Without it the
+            kernel's decay with :math:`|x|` is whatever the MLP learns, as in the standard kernel;
+            on graphs that are not local (the N-body task's complete graphs) the shell costs
+            accuracy (README). With :obj:`False` there is no ``sigma`` parameter, and the first
+            batch scales the bilinear map's weights only. (default: :obj:`True`)
         mlp_group (str or Group, optional): The group :math:`H \ge G` the kernel network's
             nonlinear part is equivariant to (the MLP's hidden layers; with ``form="factorized"``,
             the group whose invariants :math:`R` reads); the bilinear map :math:`B` stays
@@ -305,7 +315,7 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         edge_attr_irreps: Optional[IrrepsLike] = None,
         node_attr_irreps: Optional[IrrepsLike] = None,
         activation: str = "gate",
-        batch_norm: bool = True,
+        polynomial_norm: str = "batch",
         sigma: Optional[float] = None,
         path_weights: str = "full",
         num_basis: int = 0,
@@ -314,6 +324,7 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         form: str = "mlp",
         radial_features: int = 8,
         radial_hidden: int = 32,
+        shell: bool = True,
     ) -> None:
         super().__init__(irreps_in, irreps_out, group, edge_attr_irreps, node_attr_irreps, path_weights)
         self.mlp_group = self.group if mlp_group is None else get_group(mlp_group)
@@ -330,10 +341,14 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
             raise ValueError(f"max_radius: expected a positive float, got {max_radius!r}")
         if sigma is not None and not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
             raise ValueError(f"sigma: expected a positive width or None (set from the data), got {sigma!r}")
+        if not isinstance(shell, bool):
+            raise ValueError(f"shell: expected a bool, got {shell!r}")
+        if sigma is not None and not shell:
+            raise ValueError("sigma: the width of a Gaussian shell, but shell=False builds the kernel without one")
         self.lmax, self.mlp_layers, self.form = lmax, mlp_layers, form
         self.sigma_init = None if sigma is None else float(sigma)
         self.num_basis, self.max_radius = num_basis, float(max_radius)
-        self.harmonics = HarmonicEmbedding(lmax, batch_norm=batch_norm)
+        self.harmonics = HarmonicEmbedding(lmax, norm=polynomial_norm)
         self.mlp = self.radial = self.invariant_split = None
         if form == "factorized":
             self.invariant_split = InvariantSplit(self.harmonics.irreps_out + self.irreps_attr, self.mlp_group)
@@ -354,7 +369,7 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
                 hidden = as_irreps(hidden_irreps, "hidden_irreps")
                 self.mlp = EquivariantMLP(irreps_mlp_in, hidden, hidden, mlp_layers - 1, self.mlp_group, activation, activate_last=True)
                 self.irreps_features = hidden
-        self.sigma = nn.Parameter(torch.empty(()))
+        self.sigma = nn.Parameter(torch.empty(())) if shell else None
         self._build_tensor_product()
         self.reset_parameters()
 
@@ -364,12 +379,15 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
             self.mlp.reset_parameters()
         if self.radial is not None:
             self.radial.reset_parameters()
-        nn.init.constant_(self.sigma, 1.0 if self.sigma_init is None else self.sigma_init)
+        if self.sigma is not None:
+            nn.init.constant_(self.sigma, 1.0 if self.sigma_init is None else self.sigma_init)
         self._set_init_pending(self.sigma_init is None)  # sigma and the bilinear scale from the first batch
         self.tensor_product.reset_parameters()
 
     def radial_shell(self, vec: torch.Tensor) -> torch.Tensor:
-        r"""The Gaussian shell :math:`e^{-|x|^2/\sigma^2}` ``[E, 1]`` with learnable :math:`\sigma`."""
+        r"""The Gaussian shell :math:`e^{-|x|^2/\sigma^2}` ``[E, 1]`` with learnable :math:`\sigma` (ones without one)."""
+        if self.sigma is None:
+            return vec.new_ones(vec.shape[0], 1)
         return torch.exp(-vec.pow(2).sum(-1, keepdim=True) / self.sigma.pow(2))
 
     def features(self, vec, edge_attr=None, node_attr_i=None, node_attr_j=None) -> torch.Tensor:
@@ -394,7 +412,8 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         shell-weighted features have unit second moment on this batch (data-dependent initialisation,
         as in LSUV): the MLP output is largest on long edges, where the shell is smallest, so their
         product would otherwise start at a third of the scale the bilinear map expects."""
-        self.sigma.copy_(2 * vec.pow(2).sum(-1).mean().sqrt().clamp_min(1e-6))  # shell e^{-1/4} at the RMS length
+        if self.sigma is not None:
+            self.sigma.copy_(2 * vec.pow(2).sum(-1).mean().sqrt().clamp_min(1e-6))  # shell e^{-1/4} at the RMS length
         mean_square = (h * self.radial_shell(vec)).pow(2).mean()
         if mean_square > 0:
             self.tensor_product.scale_weights_(float(mean_square) ** -0.5)
@@ -404,6 +423,8 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         basis = f", num_basis={self.num_basis}, max_radius={self.max_radius:g}" if self.num_basis else ""
         basis += f", mlp_group={self.mlp_group.name}" if self.mlp_group != self.group else ""
         form = f", form={self.form}" if self.form != "mlp" else f", mlp_layers={self.mlp_layers}"
+        form += "" if self.sigma is not None else ", shell=False"
+        form += "" if self.harmonics.norm == "batch" else f", polynomial_norm={self.harmonics.norm}"
         return f"{super().extra_repr()}, lmax={self.lmax}{basis}, features={self.irreps_features}{form}"
 
 
