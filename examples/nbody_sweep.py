@@ -24,6 +24,7 @@ from train_nbody import main as train  # noqa: E402
 
 from pyg_implicit.datasets import NBodyConstrained  # noqa: E402
 from pyg_implicit.datasets.nbody import STIFFNESS_VALUES  # noqa: E402
+from pyg_implicit.nn import HarmonicEmbedding, ImplicitKernel  # noqa: E402
 from pyg_implicit.training import blew_up, run_many  # noqa: E402
 
 ALL_MODELS = ["ik-so2", "ik-cone", "ik-o3", "segnn", "mpnn"]
@@ -76,10 +77,10 @@ def main() -> None:
     parser.add_argument("--weight-decay", type=float, help="AdamW weight decay of every model (default: train_nbody.py's, 1e-12)")
     parser.add_argument("--grad-clip", type=float, help="largest total gradient norm of a step (train_nbody.py --grad-clip; default: none)")
     parser.add_argument("--kernel-mlp-group", help="a larger group for the ik kernels' G-MLP (train_nbody.py --kernel-mlp-group; e.g. o3)")
-    parser.add_argument("--kernel-form", choices=("mlp", "factorized"), help="the ik kernels' network (train_nbody.py --kernel-form)")
+    parser.add_argument("--kernel-form", choices=ImplicitKernel.FORMS, help="the ik kernels' network (train_nbody.py --kernel-form)")
     parser.add_argument("--num-basis", type=int, help="the ik kernels' distance embedding (train_nbody.py --num-basis)")
     parser.add_argument("--no-shell", action="store_true", help="ik kernels without the Gaussian shell (train_nbody.py --no-shell)")
-    parser.add_argument("--polynomial-norm", choices=("batch", "data", "none"),
+    parser.add_argument("--polynomial-norm", choices=HarmonicEmbedding.NORMS,
                         help="the ik kernels' normalisation of the harmonic polynomials (train_nbody.py --polynomial-norm)")
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from pyg_implicit.datasets import NBodyConstrained
 from pyg_implicit.models import MPNN, SEGNN, SteerableCNN, match_budget
 from pyg_implicit.models.nbody import NBodyPredictor
+from pyg_implicit.nn import HarmonicEmbedding, ImplicitKernel
 from pyg_implicit.training import add_training_arguments, config_from_args, count_parameters, distributed, fit, rank_zero_first, seed_everything
 
 
@@ -91,10 +92,10 @@ def parse_args(argv=None):
     parser.add_argument("--kernel-mlp-layers", type=int, default=3,
                         help="linear layers of the implicit kernel's G-MLP (1: linear in the polynomials)")
     parser.add_argument("--kernel-mlp-group", help="a larger group for the implicit kernel's G-MLP (e.g. o3; default: --group)")
-    parser.add_argument("--kernel-form", choices=("mlp", "factorized"), default="mlp",
+    parser.add_argument("--kernel-form", choices=ImplicitKernel.FORMS, default="mlp",
                         help="the implicit kernel's network: the paper's G-MLP, or invariant functions times harmonics")
     parser.add_argument("--no-shell", action="store_true", help="implicit kernels without the Gaussian shell (ImplicitKernel's shell=False)")
-    parser.add_argument("--polynomial-norm", choices=("batch", "data", "none"), default="batch",
+    parser.add_argument("--polynomial-norm", choices=HarmonicEmbedding.NORMS, default="batch",
                         help="the implicit kernels' normalisation of the harmonic polynomials (batch: the paper's batch norm)")
     add_training_arguments(parser, epochs=200, batch_size=128, lr=5e-4, weight_decay=1e-12, lr_step=25)
     parser.add_argument("--train-size", type=int, default=3000)

@@ -211,6 +211,8 @@ def test_data_polynomial_norm_is_set_by_the_first_training_batch_then_fixed(floa
     assert (batch(vec[:10]) - batch(vec)[:10]).abs().max() > 1e-3  # the paper's: depends on the batch
     with pytest.raises(ValueError, match="norm: expected one of"):
         HarmonicEmbedding(2, norm="layer")
+    with pytest.raises(ValueError, match="polynomial_norm: expected one of"):
+        make(ImplicitConv, "so2", polynomial_norm="layer")
 
 
 @KERNELS

@@ -341,6 +341,8 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
             raise ValueError(f"max_radius: expected a positive float, got {max_radius!r}")
         if sigma is not None and not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
             raise ValueError(f"sigma: expected a positive width or None (set from the data), got {sigma!r}")
+        if polynomial_norm not in HarmonicEmbedding.NORMS:
+            raise ValueError(f"polynomial_norm: expected one of {HarmonicEmbedding.NORMS}, got {polynomial_norm!r}")
         if not isinstance(shell, bool):
             raise ValueError(f"shell: expected a bool, got {shell!r}")
         if sigma is not None and not shell:
@@ -408,7 +410,7 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
 
     @torch.no_grad()
     def _initialize_from_data(self, vec: torch.Tensor, h: torch.Tensor) -> None:
-        """Set sigma to twice the RMS edge length, then scale the bilinear map's weights so that the
+        """Set sigma (if there is a shell) to twice the RMS edge length, then scale the bilinear map's weights so that the
         shell-weighted features have unit second moment on this batch (data-dependent initialisation,
         as in LSUV): the MLP output is largest on long edges, where the shell is smallest, so their
         product would otherwise start at a third of the scale the bilinear map expects."""
