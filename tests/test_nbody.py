@@ -146,6 +146,25 @@ def test_retest_per_system_errors_average_to_the_test_mse(tmp_path):
         assert abs(errors[0] - torch.nn.functional.mse_loss(model(first), first.y).item()) < 1e-6 * errors[0]
 
 
+
+def test_retest_amplitude_groups_partition_the_z_error(tmp_path):
+    from nbody_retest import AMPLITUDE_EDGES, string_amplitude, z_error_by_amplitude
+
+    data = NBodyConstrained(str(tmp_path), 100.0, "test", num_samples=37)
+    model = random_head(nbody_model("mpnn", 4)).eval()
+    errors, counts = z_error_by_amplitude(model, data, 100.0, batch_size=8)
+    assert len(errors) == len(counts) == len(AMPLITUDE_EDGES) - 1 and sum(counts) == 37 * 5
+    batch = next(iter(DataLoader(data, batch_size=37)))
+    with torch.no_grad():
+        z_mse = (model(batch) - batch.y)[:, 2].pow(2).mean().item()
+    assert abs(sum(e * n for e, n in zip(errors, counts)) / sum(counts) - z_mse) < 1e-6 * z_mse
+    # in clipping lengths: at rest (v_z = 0) the amplitude is |z - l| k / 100
+    batch.vel[:, 2] = 0
+    expected = (batch.pos[:, 2] - batch.length[:, 0]).abs()
+    assert torch.allclose(string_amplitude(batch, 100.0), expected) and torch.allclose(string_amplitude(batch, 1000.0), 10 * expected)
+    with pytest.raises(ValueError, match="stiffness"):
+        string_amplitude(batch, 0.0)
+
 @pytest.mark.slow
 def test_budget_matching_within_ten_percent():
     budget = 47633  # the sweep's
