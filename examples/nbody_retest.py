@@ -59,7 +59,9 @@ def string_amplitude(data, stiffness: float) -> torch.Tensor:
     return (offset.pow(2) + velocity.pow(2) / stiffness).sqrt() * (stiffness / 100.0)
 
 
-def z_error_by_amplitude(model: torch.nn.Module, dataset: NBodyConstrained, stiffness: float, batch_size: int = 512):
+def z_error_by_amplitude(
+    model: torch.nn.Module, dataset: NBodyConstrained, stiffness: float, batch_size: int = 512
+) -> tuple[list[float], list[int]]:
     """Mean squared z-error of the particles in each :data:`AMPLITUDE_EDGES` group, and their counts."""
     model.eval()
     amplitude, squared = [], []

@@ -146,7 +146,6 @@ def test_retest_per_system_errors_average_to_the_test_mse(tmp_path):
         assert abs(errors[0] - torch.nn.functional.mse_loss(model(first), first.y).item()) < 1e-6 * errors[0]
 
 
-
 def test_retest_amplitude_groups_partition_the_z_error(tmp_path):
     from nbody_retest import AMPLITUDE_EDGES, string_amplitude, z_error_by_amplitude
 
@@ -164,6 +163,7 @@ def test_retest_amplitude_groups_partition_the_z_error(tmp_path):
     assert torch.allclose(string_amplitude(batch, 100.0), expected) and torch.allclose(string_amplitude(batch, 1000.0), 10 * expected)
     with pytest.raises(ValueError, match="stiffness"):
         string_amplitude(batch, 0.0)
+
 
 @pytest.mark.slow
 def test_budget_matching_within_ten_percent():
