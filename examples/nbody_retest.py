@@ -95,7 +95,7 @@ def load_run(run_dir: str) -> tuple[torch.nn.Module, dict]:
     model = nbody_model(name, extra["width"], group, extra["springs"], extra["path_weights"], extra["update_layers"],
                         extra.get("num_basis", 0), extra.get("kernel_mlp_layers", 3),
                         extra.get("kernel_mlp_group"), extra.get("kernel_form", "mlp"), extra.get("shell", True),
-                        extra.get("polynomial_norm", "batch"))  # defaults: runs made before the options
+                        extra.get("polynomial_norm", "batch"), extra.get("activation", "gate"))  # defaults: runs made before the options
     model.load_state_dict(torch.load(os.path.join(run_dir, "best.pt"), map_location="cpu", weights_only=True))
     return model, config
 

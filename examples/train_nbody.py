@@ -24,7 +24,7 @@ MODELS = ("ik", "standard", "segnn", "mpnn")
 def nbody_model(
     name: str, width: int, group: str = "so2", springs: bool = True, path_weights: str = "full", update_layers: int = 3,
     num_basis: int = 0, kernel_mlp_layers: int = 3, kernel_mlp_group: Optional[str] = None, kernel_form: str = "mlp",
-    shell: bool = True, polynomial_norm: str = "batch",
+    shell: bool = True, polynomial_norm: str = "batch", activation: str = "gate",
 ) -> NBodyPredictor:
     r"""The N-body model ``name`` at width ``width``.
 
@@ -50,7 +50,8 @@ def nbody_model(
     ``kernel_form`` the ik kernels' network (``"factorized"``: 4 functions of all G-invariants, 32
     hidden units, times the spherical harmonics; :class:`~pyg_implicit.nn.ImplicitKernel`'s ``form``), and
     ``shell`` whether they are multiplied by the Gaussian shell and ``polynomial_norm`` how their harmonic
-    polynomials are normalised (the paper's kernel: ``True``, ``"batch"``; :class:`~pyg_implicit.nn.ImplicitKernel`).
+    polynomials are normalised (the paper's kernel: ``True``, ``"batch"``; :class:`~pyg_implicit.nn.ImplicitKernel`);
+    ``activation`` the nonlinearity of every G-MLP of the ik / standard models (:class:`SteerableCNN`'s).
     """
     node, edge, out = NBodyConstrained.node_irreps, NBodyConstrained.edge_irreps if springs else None, "1x1o"
     vectors, kernel_width = (width + 1) // 2, 4
@@ -59,11 +60,12 @@ def nbody_model(
         backbone = SteerableCNN(node, hidden, out, group, num_layers=4, edge_attr_irreps=edge, lmax=1,
                                 kernel_hidden_irreps=kernel_hidden, mlp_layers=kernel_mlp_layers, path_weights=path_weights,
                                 update_layers=update_layers, num_basis=num_basis, mlp_group=kernel_mlp_group, form=kernel_form,
-                                radial_features=kernel_width, shell=shell, polynomial_norm=polynomial_norm)  # fmt: skip
+                                radial_features=kernel_width, shell=shell, polynomial_norm=polynomial_norm,
+                                activation=activation)  # fmt: skip
     elif name == "standard":
         backbone = SteerableCNN(node, hidden, out, group, num_layers=4, kernel="standard", edge_attr_irreps=edge,
                                 lmax=1, radial_features=kernel_width, path_weights=path_weights,
-                                update_layers=update_layers)  # fmt: skip
+                                update_layers=update_layers, activation=activation)  # fmt: skip
     elif name == "segnn":
         backbone = SEGNN(node, f"{vectors}x0e+{vectors}x1o", out, num_layers=4, lmax_attr=1, edge_attr_irreps=edge)
     elif name == "mpnn":
@@ -97,6 +99,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-shell", action="store_true", help="implicit kernels without the Gaussian shell (ImplicitKernel's shell=False)")
     parser.add_argument("--polynomial-norm", choices=HarmonicEmbedding.NORMS, default="batch",
                         help="the implicit kernels' normalisation of the harmonic polynomials (batch: the paper's batch norm)")
+    parser.add_argument("--activation", choices=("gate", "scalar_gate"), default="gate",
+                        help="nonlinearity of every G-MLP of ik / standard (scalar_gate: G-invariant components activated like scalars)")
     add_training_arguments(parser, epochs=200, batch_size=128, lr=5e-4, weight_decay=1e-12, lr_step=25)
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--eval-size", type=int, default=128, help="systems in the validation and in the test set")
@@ -116,13 +120,13 @@ def main(argv=None) -> dict:
         seed_everything(args.seed)  # the initial weights depend on the seed too
         build = lambda width: nbody_model(args.model, width, args.group, not args.no_springs, args.path_weights, args.update_layers,  # noqa: E731
                                           args.num_basis, args.kernel_mlp_layers, args.kernel_mlp_group, args.kernel_form,
-                                          not args.no_shell, args.polynomial_norm)
+                                          not args.no_shell, args.polynomial_norm, args.activation)
         model, width = match_budget(build, args.budget) if args.budget else (build(args.width), args.width)
         extra = {"task": "nbody", "model": tag, "stiffness": args.stiffness, "width": width, "springs": not args.no_springs,
                  "path_weights": args.path_weights, "update_layers": args.update_layers, "num_basis": args.num_basis,
                  "kernel_mlp_layers": args.kernel_mlp_layers, "kernel_mlp_group": args.kernel_mlp_group,
                  "kernel_form": args.kernel_form, "shell": not args.no_shell,
-                 "polynomial_norm": args.polynomial_norm}  # fmt: skip
+                 "polynomial_norm": args.polynomial_norm, "activation": args.activation}  # fmt: skip
         config = config_from_args(args, out_dir, extra)
         metrics = fit(model, *splits, mse, config)
     print(json.dumps({"model": tag, "stiffness": args.stiffness, "width": width,

@@ -15,6 +15,7 @@ from pyg_implicit.nn import (
     InvariantSplit,
     SteerableBlock,
 )
+from pyg_implicit.nn.activation import activation
 from pyg_implicit.testing import assert_equivariant, equivariance_error
 
 IRREPS = "3x0e+2x1o+2x2e+1x0o+1x1e"
@@ -65,11 +66,42 @@ def test_so2_split_sees_the_vertical_component():
 @pytest.mark.parametrize("group", GROUPS)
 def test_gate_and_batch_norm_are_equivariant_inside_and_not_outside(float64, group):
     x = torch.randn(40, 23)
-    for module in (InvariantGate(IRREPS, group), EquivariantBatchNorm(IRREPS, group)):
+    for module in (InvariantGate(IRREPS, group), InvariantGate(IRREPS, group, scalar_invariants=True), EquivariantBatchNorm(IRREPS, group)):
         assert_equivariant(module, group, (x,), (IRREPS,), IRREPS, tolerance=1e-9)
         if get_group(group).name != "o3":
             assert equivariance_error(module, outside(group), (x,), (IRREPS,), IRREPS).min() > 1e-3
 
+
+
+def test_scalar_invariant_gate_activates_the_invariant_components(float64):
+    x = torch.tensor([[1.0, 0.0, 0.0, 0.0]])  # a scalar, and a zero vector: a gate can only scale zeros
+    torch.manual_seed(0)
+    gated = InvariantGate("1x0e+1x1o", "so2")
+    torch.manual_seed(0)
+    activated = activation("scalar_gate", "1x0e+1x1o", "so2")
+    assert activated.scalar_invariants and "scalar_invariants=True" in repr(activated)
+    assert sum(p.numel() for p in gated.parameters()) == sum(p.numel() for p in activated.parameters())
+    assert gated(x)[0, 3] == 0 and activated(x)[0, 3] != 0  # the z-component is a function of the scalar
+    assert activated(x)[0, 1:3].abs().max() == 0  # the horizontal block is still only gated
+    # O(3) has no invariant components outside the scalars: the option changes nothing
+    torch.manual_seed(0)
+    plain = InvariantGate("2x0e+1x1o", "o3")
+    torch.manual_seed(0)
+    same = InvariantGate("2x0e+1x1o", "o3", scalar_invariants=True)
+    y = torch.randn(7, 5)
+    torch.testing.assert_close(plain(y), same(y))
+    with pytest.raises(ValueError, match="scalar_gate"):
+        activation("relu", "1x0e", "so2")
+
+
+def test_steerable_cnn_activation_reaches_every_g_mlp():
+    model = SteerableCNN("1x1o+1x0e", "4x0e+2x1o", "1x1o", "so2", num_layers=2, lmax=1, activation="scalar_gate",
+                         kernel_hidden_irreps="2x0e+2x1o", mlp_layers=2)  # fmt: skip
+    gates = [m for m in model.modules() if isinstance(m, InvariantGate)]
+    kernel_gates = [m for block in model.blocks for m in block.conv.kernel.modules() if isinstance(m, InvariantGate)]
+    assert gates and kernel_gates and all(g.scalar_invariants for g in gates)
+    with pytest.raises(ValueError, match="kernel_activation"):
+        SteerableBlock("2x0e", "so2", kernel="standard", kernel_activation="scalar_gate")
 
 def test_batch_norm_normalises_each_stable_block_and_uses_running_statistics(float64):
     bn = EquivariantBatchNorm("1x1o", "so2")

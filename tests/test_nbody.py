@@ -120,7 +120,8 @@ def test_segnn_is_o3_equivariant_and_mpnn_is_not(float64, tmp_path):
 @pytest.mark.parametrize("name,group,options", [("ik", "so2", {}), ("ik", "cone", {}), ("ik", "so2", {"kernel_mlp_layers": 1}),
                                                 ("ik", "so2", {"kernel_mlp_group": "o3"}), ("ik", "so2", {"kernel_form": "factorized"}),
                                                 ("ik", "cone", {"kernel_form": "factorized", "num_basis": 10}),
-                                                ("standard", "so2", {}), ("segnn", "o3", {})])
+                                                ("ik", "so2", {"activation": "scalar_gate"}), ("ik", "cone", {"activation": "scalar_gate"}),
+                                                ("standard", "so2", {}), ("standard", "so2", {"activation": "scalar_gate"}), ("segnn", "o3", {})])
 def test_nbody_predictor_is_equivariant(float64, tmp_path, name, group, options):
     model = random_head(nbody_model(name, 4, group, **options))
     b = nbody_batch(tmp_path)

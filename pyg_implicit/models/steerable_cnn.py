@@ -70,6 +70,9 @@ class SteerableCNN(DataDependentInit):
             :math:`n` uncorrelated unit-variance messages keeps unit variance) or any PyG aggregation.
             (default: ``"variance_preserving"``)
         kernel_hidden_irreps (str or Irreps, optional): Hidden irreps of the implicit kernels' MLP.
+        activation (str): Nonlinearity of every :math:`G`-MLP: the blocks' updates, the head and the
+            implicit kernels (``"gate"``, ``"scalar_gate"`` or ``"quotient_elu"``,
+            :func:`~pyg_implicit.nn.activation.activation`). (default: ``"gate"``)
         **conv_kwargs: Passed to every convolution (``lmax``, ``mlp_layers``, ``radial_features``, ...).
 
     Shapes:
@@ -95,6 +98,7 @@ class SteerableCNN(DataDependentInit):
         zero_output: bool = True,
         aggr: str = "variance_preserving",
         kernel_hidden_irreps: Optional[IrrepsLike] = None,
+        activation: str = "gate",
         **conv_kwargs,
     ) -> None:
         super().__init__()
@@ -110,10 +114,11 @@ class SteerableCNN(DataDependentInit):
         self.blocks = nn.ModuleList(
             SteerableBlock(self.irreps_hidden, self.group, kernel, edge_attr_irreps=edge_attr_irreps,
                            node_attr_irreps=node_attr_irreps, kernel_node_features=kernel_node_features, norm=block_norm,
-                           update_layers=update_layers, aggr=aggr, **conv_kwargs)
+                           update_layers=update_layers, aggr=aggr, activation=activation,
+                           kernel_activation=activation if kernel == "implicit" else None, **conv_kwargs)
             for _ in range(num_layers)
         )  # fmt: skip
-        self.head = EquivariantMLP(self.irreps_hidden, self.irreps_hidden, self.irreps_out, head_layers, self.group)
+        self.head = EquivariantMLP(self.irreps_hidden, self.irreps_hidden, self.irreps_out, head_layers, self.group, activation)
         self.zero_output = zero_output
         self._zero_output()
         self._set_init_pending(True)  # the embedding's scale, from the first training batch

@@ -70,7 +70,11 @@ class SteerableBlock(DataDependentInit):
             within the seed spread of 2, 4 worse); wider hidden layers instead (2 layers, twice the
             width) 2.6e-3. (default: :obj:`3`)
         activation (str): Nonlinearity of the update: ``"gate"``
-            (:class:`~pyg_implicit.nn.InvariantGate`) or ``"quotient_elu"``. (default: ``"gate"``)
+            (:class:`~pyg_implicit.nn.InvariantGate`), ``"scalar_gate"`` (the same with
+            ``scalar_invariants=True``) or ``"quotient_elu"``. (default: ``"gate"``)
+        kernel_activation (str, optional): Nonlinearity of the implicit kernel's :math:`G`-MLP
+            (:class:`~pyg_implicit.nn.ImplicitKernel`'s ``activation``; the standard kernel has
+            none). (default: :obj:`None`, the kernel's default)
         norm (bool): Pre-normalise the input with :class:`~pyg_implicit.nn.EquivariantBatchNorm`;
             needed with ``kernel_node_features``. (default: :obj:`False`)
         residual_angle (float): :math:`\theta`. (default: :math:`\pi/8`)
@@ -97,6 +101,7 @@ class SteerableBlock(DataDependentInit):
         kernel_node_features: bool = False,
         update_layers: int = 3,
         activation: str = "gate",
+        kernel_activation: Optional[str] = None,
         norm: bool = False,
         residual_angle: float = math.pi / 8,
         aggr: str = "variance_preserving",
@@ -107,6 +112,10 @@ class SteerableBlock(DataDependentInit):
             raise ValueError(f"kernel: expected one of {sorted(KERNELS)}, got {kernel!r}")
         if not isinstance(update_layers, int) or update_layers < 1:
             raise ValueError(f"update_layers: expected an int >= 1 (linear layers of the node update), got {update_layers!r}")
+        if kernel_activation is not None:
+            if kernel != "implicit":
+                raise ValueError(f"kernel_activation: only the implicit kernel has a G-MLP, got kernel={kernel!r}")
+            conv_kwargs["activation"] = kernel_activation
         self.irreps_in = self.irreps_out = as_irreps(irreps, "irreps")
         self.group = get_group(group)
         self.kernel_node_features = kernel_node_features
