@@ -40,7 +40,7 @@ class InvariantGate(nn.Module):
     invariant component is a scalar of :math:`G`, so any function of it is equivariant. Measured on
     the N-body task (README): a gated :math:`a_k` extrapolates a clipped force beyond the training
     range about 4x worse than a scalar; in every :math:`G`-MLP of the SO(2) network the option lowered
-    the mean error at k = 100 on 4,096 test systems 2.5-3x in 5 of 6 runs (40 epochs; the sixth
+    the mean error at k = 100 on 4,096 test systems 2.5-3.3x in 5 of 6 runs (40 epochs; the sixth
     diverged). For :math:`O(3)` there are no such components and the option changes nothing.
 
     Among harmonic polynomials of :math:`x` the only :math:`O(3)` scalar is the constant, so a gate
