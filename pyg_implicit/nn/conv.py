@@ -166,7 +166,7 @@ class ImplicitConv(SteerableConv):
         lmax (int): Highest order of the harmonic polynomials. (default: :obj:`2`)
         hidden_irreps (str or Irreps): Hidden irreps of the kernel MLP. (default: ``"8x0e+8x1o+8x2e"``)
         mlp_layers (int): Linear layers of the kernel MLP, output layer included. (default: :obj:`2`)
-        activation (str): ``"gate"`` or ``"quotient_elu"``. (default: ``"gate"``)
+        activation (str): ``"gate"``, ``"scalar_gate"`` or ``"quotient_elu"``. (default: ``"gate"``)
         polynomial_norm (str): Normalisation of the harmonic polynomials: ``"batch"`` (the paper's),
             ``"data"`` (fixed from the first training batch) or ``"none"`` (see :class:`ImplicitKernel`).
             (default: ``"batch"``)

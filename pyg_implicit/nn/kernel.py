@@ -255,7 +255,7 @@ class ImplicitKernel(SteerableKernel, DataDependentInit):
         edge_attr_irreps (str or Irreps, optional): Irreps of edge attributes.
         node_attr_irreps (str or Irreps, optional): Irreps of node attributes (both endpoints).
         path_weights (str): Weights of the bilinear map, see :class:`SteerableKernel`. (default: ``"full"``)
-        activation (str): ``"gate"`` (exact) or ``"quotient_elu"`` (the paper's, approximate)
+        activation (str): ``"gate"`` or ``"scalar_gate"`` (exact) or ``"quotient_elu"`` (the paper's, approximate)
             (``form="mlp"``). (default: ``"gate"``)
         polynomial_norm (str): The harmonic polynomials' normalisation :math:`\mathrm{BN}`
             (:class:`HarmonicEmbedding`'s ``norm``): ``"batch"`` (the paper's batch norm), ``"data"``

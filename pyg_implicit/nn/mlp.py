@@ -24,7 +24,8 @@ class EquivariantMLP(nn.Module):
         irreps_out (str or Irreps): Output irreps.
         num_layers (int): Number of linear layers :math:`n \ge 1`.
         group (str or Group): The symmetry group. (default: ``"o3"``)
-        activation (str): ``"gate"`` or ``"quotient_elu"``. (default: ``"gate"``)
+        activation (str): ``"gate"``, ``"scalar_gate"`` or ``"quotient_elu"``
+            (:func:`~pyg_implicit.nn.activation.activation`). (default: ``"gate"``)
         activate_last (bool): Apply :math:`\sigma` after the last layer too. (default: :obj:`False`)
 
     Shapes:
