@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--no-shell", action="store_true", help="ik kernels without the Gaussian shell (train_nbody.py --no-shell)")
     parser.add_argument("--polynomial-norm", choices=HarmonicEmbedding.NORMS,
                         help="the ik kernels' normalisation of the harmonic polynomials (train_nbody.py --polynomial-norm)")
+    parser.add_argument("--activation", choices=("gate", "scalar_gate"),
+                        help="the nonlinearity of the ik and standard models (train_nbody.py --activation)")
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--budget", type=int, default=BUDGET, help="parameter budget of every model")
@@ -122,7 +124,8 @@ def main() -> None:
             + (["--kernel-form", args.kernel_form] if args.kernel_form and model == "ik" else [])
             + (["--num-basis", str(args.num_basis)] if args.num_basis is not None and model == "ik" else [])
             + (["--no-shell"] if args.no_shell and model == "ik" else [])
-            + (["--polynomial-norm", args.polynomial_norm] if args.polynomial_norm and model == "ik" else [])))  # fmt: skip
+            + (["--polynomial-norm", args.polynomial_norm] if args.polynomial_norm and model == "ik" else [])
+            + (["--activation", args.activation] if args.activation and model in ("ik", "standard") else [])))  # fmt: skip
     results, total_seconds = {}, 0.0
     for (spec, k, seed), metrics in zip(cells, run_many(jobs, train, args.jobs)):
         results.setdefault(spec, {}).setdefault(f"{k:g}", []).append(
@@ -146,7 +149,8 @@ def main() -> None:
         f"{f', the ik kernels {args.kernel_form}' if args.kernel_form else ''}"
         f"{f' with a {args.num_basis}-Gaussian distance embedding' if args.num_basis else ''}"
         f"{', the ik kernels without the Gaussian shell' if args.no_shell else ''}"
-        f"{f', polynomial norm {args.polynomial_norm!r}' if args.polynomial_norm else ''}, best-on-validation checkpoint; "
+        f"{f', polynomial norm {args.polynomial_norm!r}' if args.polynomial_norm else ''}"
+        f"{f', activation {args.activation!r} (ik and standard models)' if args.activation else ''}, best-on-validation checkpoint; "
         f"parameter budget {budget}; "
         f"{'no spring indicator (the paper protocol)' if args.no_springs else 'spring indicator on the edges'} "
         f"(`python examples/nbody_sweep.py --preset {args.preset}`; training time summed over runs {total_seconds:.0f} s).",
@@ -174,7 +178,7 @@ def main() -> None:
         json.dump({"stiffness": stiffness, "epochs": epochs, "seeds": seeds, "budget": budget, "lr": model_lr,
                    "warmup_steps": warmup_steps, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
                    "kernel_mlp_group": args.kernel_mlp_group, "kernel_form": args.kernel_form, "num_basis": args.num_basis, "shell": not args.no_shell,
-                   "polynomial_norm": args.polynomial_norm, "results": results}, f, indent=1)
+                   "polynomial_norm": args.polynomial_norm, "activation": args.activation, "results": results}, f, indent=1)
     plot(results, stiffness, models, os.path.join(out_dir, "results.png"))
 
 
