@@ -20,6 +20,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_nbody import ACTIVATIONS  # noqa: E402
 from train_nbody import main as train  # noqa: E402
 
 from pyg_implicit.datasets import NBodyConstrained  # noqa: E402
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--no-shell", action="store_true", help="ik kernels without the Gaussian shell (train_nbody.py --no-shell)")
     parser.add_argument("--polynomial-norm", choices=HarmonicEmbedding.NORMS,
                         help="the ik kernels' normalisation of the harmonic polynomials (train_nbody.py --polynomial-norm)")
-    parser.add_argument("--activation", choices=("gate", "scalar_gate"),
+    parser.add_argument("--activation", choices=ACTIVATIONS,
                         help="the nonlinearity of the ik and standard models (train_nbody.py --activation)")
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

@@ -19,6 +19,7 @@ from pyg_implicit.training import add_training_arguments, config_from_args, coun
 
 
 MODELS = ("ik", "standard", "segnn", "mpnn")
+ACTIVATIONS = ("gate", "scalar_gate")  # of the ik / standard models (quotient_elu does not fit their hidden irreps)
 
 
 def nbody_model(
@@ -99,7 +100,7 @@ def parse_args(argv=None):
     parser.add_argument("--no-shell", action="store_true", help="implicit kernels without the Gaussian shell (ImplicitKernel's shell=False)")
     parser.add_argument("--polynomial-norm", choices=HarmonicEmbedding.NORMS, default="batch",
                         help="the implicit kernels' normalisation of the harmonic polynomials (batch: the paper's batch norm)")
-    parser.add_argument("--activation", choices=("gate", "scalar_gate"), default="gate",
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="gate",
                         help="nonlinearity of every G-MLP of ik / standard (scalar_gate: G-invariant components activated like scalars)")
     add_training_arguments(parser, epochs=200, batch_size=128, lr=5e-4, weight_decay=1e-12, lr_step=25)
     parser.add_argument("--train-size", type=int, default=3000)
