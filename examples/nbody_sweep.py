@@ -80,10 +80,11 @@ def main() -> None:
     parser.add_argument("--kernel-mlp-group", help="a larger group for the ik kernels' G-MLP (train_nbody.py --kernel-mlp-group; e.g. o3)")
     parser.add_argument("--kernel-form", choices=ImplicitKernel.FORMS, help="the ik kernels' network (train_nbody.py --kernel-form)")
     parser.add_argument("--num-basis", type=int, help="the ik kernels' distance embedding (train_nbody.py --num-basis)")
-    parser.add_argument("--no-shell", action="store_true", help="ik kernels without the Gaussian shell (train_nbody.py --no-shell)")
-    parser.add_argument("--polynomial-norm", choices=HarmonicEmbedding.NORMS,
+    parser.add_argument("--shell", action=argparse.BooleanOptionalAction, default=False,
+                        help="ik kernels with the Gaussian shell (train_nbody.py --shell; the paper's)")
+    parser.add_argument("--polynomial-norm", choices=HarmonicEmbedding.NORMS, default="data",
                         help="the ik kernels' normalisation of the harmonic polynomials (train_nbody.py --polynomial-norm)")
-    parser.add_argument("--activation", choices=ACTIVATIONS,
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="scalar_gate",
                         help="the nonlinearity of the ik and standard models (train_nbody.py --activation)")
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -111,7 +112,10 @@ def main() -> None:
             NBodyConstrained(args.data_root, k, split, size, springs=not args.no_springs)
     # stiffness outermost: a partial sweep still compares all models
     cells = [(spec, k, seed) for k in stiffness for spec in models for seed in seeds]
-    jobs = []  # --warmup-steps, --weight-decay, --grad-clip and the ik kernel's options only when set: runs made without them keep the arguments run_once stored for them
+    # --warmup-steps, --weight-decay, --grad-clip and the ik kernel's form options only when set: runs made without them keep
+    # the arguments run_once stored for them. Shell, polynomial norm and activation always: their defaults changed (README),
+    # so run_once refuses a directory trained with the earlier ones instead of reading it as a run of the current ones.
+    jobs = []
     for spec, k, seed in cells:
         model, group = split_spec(spec)
         jobs.append((os.path.join(out_dir, f"{spec}_k{k:g}_s{seed}"), [
@@ -124,9 +128,8 @@ def main() -> None:
             + (["--kernel-mlp-group", args.kernel_mlp_group] if args.kernel_mlp_group and model == "ik" else [])
             + (["--kernel-form", args.kernel_form] if args.kernel_form and model == "ik" else [])
             + (["--num-basis", str(args.num_basis)] if args.num_basis is not None and model == "ik" else [])
-            + (["--no-shell"] if args.no_shell and model == "ik" else [])
-            + (["--polynomial-norm", args.polynomial_norm] if args.polynomial_norm and model == "ik" else [])
-            + (["--activation", args.activation] if args.activation and model in ("ik", "standard") else [])))  # fmt: skip
+            + (["--shell" if args.shell else "--no-shell", "--polynomial-norm", args.polynomial_norm] if model == "ik" else [])
+            + (["--activation", args.activation] if model in ("ik", "standard") else [])))  # fmt: skip
     results, total_seconds = {}, 0.0
     for (spec, k, seed), metrics in zip(cells, run_many(jobs, train, args.jobs)):
         results.setdefault(spec, {}).setdefault(f"{k:g}", []).append(
@@ -149,9 +152,8 @@ def main() -> None:
         f"{f', the G-MLPs of the ik kernels equivariant to {args.kernel_mlp_group}' if args.kernel_mlp_group else ''}"
         f"{f', the ik kernels {args.kernel_form}' if args.kernel_form else ''}"
         f"{f' with a {args.num_basis}-Gaussian distance embedding' if args.num_basis else ''}"
-        f"{', the ik kernels without the Gaussian shell' if args.no_shell else ''}"
-        f"{f', polynomial norm {args.polynomial_norm!r}' if args.polynomial_norm else ''}"
-        f"{f', activation {args.activation!r} (ik and standard models)' if args.activation else ''}, best-on-validation checkpoint; "
+        f", the ik kernels {'with' if args.shell else 'without'} the Gaussian shell, polynomial norm {args.polynomial_norm!r}"
+        f", activation {args.activation!r} (ik and standard models), best-on-validation checkpoint; "
         f"parameter budget {budget}; "
         f"{'no spring indicator (the paper protocol)' if args.no_springs else 'spring indicator on the edges'} "
         f"(`python examples/nbody_sweep.py --preset {args.preset}`; training time summed over runs {total_seconds:.0f} s).",
@@ -178,7 +180,7 @@ def main() -> None:
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"stiffness": stiffness, "epochs": epochs, "seeds": seeds, "budget": budget, "lr": model_lr,
                    "warmup_steps": warmup_steps, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
-                   "kernel_mlp_group": args.kernel_mlp_group, "kernel_form": args.kernel_form, "num_basis": args.num_basis, "shell": not args.no_shell,
+                   "kernel_mlp_group": args.kernel_mlp_group, "kernel_form": args.kernel_form, "num_basis": args.num_basis, "shell": args.shell,
                    "polynomial_norm": args.polynomial_norm, "activation": args.activation, "results": results}, f, indent=1)
     plot(results, stiffness, models, os.path.join(out_dir, "results.png"))
 

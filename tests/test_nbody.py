@@ -120,8 +120,9 @@ def test_segnn_is_o3_equivariant_and_mpnn_is_not(float64, tmp_path):
 @pytest.mark.parametrize("name,group,options", [("ik", "so2", {}), ("ik", "cone", {}), ("ik", "so2", {"kernel_mlp_layers": 1}),
                                                 ("ik", "so2", {"kernel_mlp_group": "o3"}), ("ik", "so2", {"kernel_form": "factorized"}),
                                                 ("ik", "cone", {"kernel_form": "factorized", "num_basis": 10}),
-                                                ("ik", "so2", {"activation": "scalar_gate"}), ("ik", "cone", {"activation": "scalar_gate"}),
-                                                ("standard", "so2", {}), ("standard", "so2", {"activation": "scalar_gate"}), ("segnn", "o3", {})])
+                                                ("ik", "so2", {"activation": "gate", "shell": True, "polynomial_norm": "batch"}),  # the paper's
+                                                ("ik", "cone", {"activation": "gate", "shell": True, "polynomial_norm": "batch"}),
+                                                ("standard", "so2", {}), ("standard", "so2", {"activation": "gate"}), ("segnn", "o3", {})])
 def test_nbody_predictor_is_equivariant(float64, tmp_path, name, group, options):
     model = random_head(nbody_model(name, 4, group, **options))
     b = nbody_batch(tmp_path)
@@ -177,7 +178,7 @@ def test_budget_matching_within_ten_percent():
 @pytest.mark.slow
 def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
     args = ["--models", "ik-so2", "mpnn", "--stiffness", "0", "--epochs", "1", "--train-size", "32", "--budget", "3000", "--jobs", "2",
-            "--model-lr", "mpnn=1e-3", "--weight-decay", "1e-3", "--kernel-mlp-group", "o3", "--kernel-form", "factorized", "--num-basis", "10", "--activation", "scalar_gate", "--out-dir", str(tmp_path / "sweep"), "--data-root", str(tmp_path / "data")]  # fmt: skip
+            "--model-lr", "mpnn=1e-3", "--weight-decay", "1e-3", "--kernel-mlp-group", "o3", "--kernel-form", "factorized", "--num-basis", "10", "--shell", "--out-dir", str(tmp_path / "sweep"), "--data-root", str(tmp_path / "data")]  # fmt: skip
     run_example("nbody_sweep.py", *args)
     summary = json.loads((tmp_path / "sweep" / "results.json").read_text())
     results = summary["results"]
@@ -188,7 +189,9 @@ def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
     ik_extra = json.loads((tmp_path / "sweep" / "ik-so2_k0_s0" / "metrics.json").read_text())["config"]["extra"]
     assert ik_extra["kernel_mlp_group"] == "o3" and summary["kernel_mlp_group"] == "o3"
     assert (ik_extra["kernel_form"], ik_extra["num_basis"]) == ("factorized", 10) and summary["kernel_form"] == "factorized"
-    assert ik_extra["activation"] == "scalar_gate" and summary["activation"] == "scalar_gate"
+    assert ik_extra["shell"] and summary["shell"]  # asked for
+    assert (ik_extra["polynomial_norm"], ik_extra["activation"]) == ("data", "scalar_gate")  # the defaults
+    assert (summary["polynomial_norm"], summary["activation"]) == ("data", "scalar_gate")
     table = (tmp_path / "sweep" / "results.md").read_text()
     assert "| SO(2)-CNN-IK |" in table and "blew up" in table  # runs that blew up are named, or none
     assert all(isinstance(run["blew_up"], bool) for cells in results.values() for runs in cells.values() for run in runs)
