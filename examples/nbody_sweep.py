@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_nbody import ACTIVATIONS  # noqa: E402
+from train_nbody import ACTIVATIONS, DEFAULT_ACTIVATION  # noqa: E402
 from train_nbody import main as train  # noqa: E402
 
 from pyg_implicit.datasets import NBodyConstrained  # noqa: E402
@@ -84,8 +84,8 @@ def main() -> None:
                         help="ik kernels with the Gaussian shell (train_nbody.py --shell; the paper's)")
     parser.add_argument("--polynomial-norm", choices=HarmonicEmbedding.NORMS, default="data",
                         help="the ik kernels' normalisation of the harmonic polynomials (train_nbody.py --polynomial-norm)")
-    parser.add_argument("--activation", choices=ACTIVATIONS, default="scalar_gate",
-                        help="the nonlinearity of the ik and standard models (train_nbody.py --activation)")
+    parser.add_argument("--activation", choices=ACTIVATIONS,
+                        help="the nonlinearity of the ik and standard models (train_nbody.py --activation; default: each model's)")
     parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--budget", type=int, default=BUDGET, help="parameter budget of every model")
@@ -112,6 +112,8 @@ def main() -> None:
             NBodyConstrained(args.data_root, k, split, size, springs=not args.no_springs)
     # stiffness outermost: a partial sweep still compares all models
     cells = [(spec, k, seed) for k in stiffness for spec in models for seed in seeds]
+    activation = {spec: args.activation or DEFAULT_ACTIVATION[split_spec(spec)[0]] for spec in models
+                  if split_spec(spec)[0] in DEFAULT_ACTIVATION}
     # --warmup-steps, --weight-decay, --grad-clip and the ik kernel's form options only when set: runs made without them keep
     # the arguments run_once stored for them. Shell, polynomial norm and activation always: their defaults changed (README),
     # so run_once refuses a directory trained with the earlier ones instead of reading it as a run of the current ones.
@@ -129,7 +131,7 @@ def main() -> None:
             + (["--kernel-form", args.kernel_form] if args.kernel_form and model == "ik" else [])
             + (["--num-basis", str(args.num_basis)] if args.num_basis is not None and model == "ik" else [])
             + (["--shell" if args.shell else "--no-shell", "--polynomial-norm", args.polynomial_norm] if model == "ik" else [])
-            + (["--activation", args.activation] if model in ("ik", "standard") else [])))  # fmt: skip
+            + (["--activation", activation[spec]] if spec in activation else [])))  # fmt: skip
     results, total_seconds = {}, 0.0
     for (spec, k, seed), metrics in zip(cells, run_many(jobs, train, args.jobs)):
         results.setdefault(spec, {}).setdefault(f"{k:g}", []).append(
@@ -153,7 +155,7 @@ def main() -> None:
         f"{f', the ik kernels {args.kernel_form}' if args.kernel_form else ''}"
         f"{f' with a {args.num_basis}-Gaussian distance embedding' if args.num_basis else ''}"
         f", the ik kernels {'with' if args.shell else 'without'} the Gaussian shell, polynomial norm {args.polynomial_norm!r}"
-        f", activation {args.activation!r} (ik and standard models), best-on-validation checkpoint; "
+        f"{''.join(f', {LABELS.get(spec, spec)} activation {act!r}' for spec, act in activation.items())}, best-on-validation checkpoint; "
         f"parameter budget {budget}; "
         f"{'no spring indicator (the paper protocol)' if args.no_springs else 'spring indicator on the edges'} "
         f"(`python examples/nbody_sweep.py --preset {args.preset}`; training time summed over runs {total_seconds:.0f} s).",
@@ -181,7 +183,7 @@ def main() -> None:
         json.dump({"stiffness": stiffness, "epochs": epochs, "seeds": seeds, "budget": budget, "lr": model_lr,
                    "warmup_steps": warmup_steps, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
                    "kernel_mlp_group": args.kernel_mlp_group, "kernel_form": args.kernel_form, "num_basis": args.num_basis, "shell": args.shell,
-                   "polynomial_norm": args.polynomial_norm, "activation": args.activation, "results": results}, f, indent=1)
+                   "polynomial_norm": args.polynomial_norm, "activation": activation, "results": results}, f, indent=1)
     plot(results, stiffness, models, os.path.join(out_dir, "results.png"))
 
 

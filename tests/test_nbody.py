@@ -122,7 +122,7 @@ def test_segnn_is_o3_equivariant_and_mpnn_is_not(float64, tmp_path):
                                                 ("ik", "cone", {"kernel_form": "factorized", "num_basis": 10}),
                                                 ("ik", "so2", {"activation": "gate", "shell": True, "polynomial_norm": "batch"}),  # the paper's
                                                 ("ik", "cone", {"activation": "gate", "shell": True, "polynomial_norm": "batch"}),
-                                                ("standard", "so2", {}), ("standard", "so2", {"activation": "gate"}), ("segnn", "o3", {})])
+                                                ("standard", "so2", {}), ("standard", "so2", {"activation": "scalar_gate"}), ("segnn", "o3", {})])
 def test_nbody_predictor_is_equivariant(float64, tmp_path, name, group, options):
     model = random_head(nbody_model(name, 4, group, **options))
     b = nbody_batch(tmp_path)
@@ -191,7 +191,7 @@ def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
     assert (ik_extra["kernel_form"], ik_extra["num_basis"]) == ("factorized", 10) and summary["kernel_form"] == "factorized"
     assert ik_extra["shell"] and summary["shell"]  # asked for
     assert (ik_extra["polynomial_norm"], ik_extra["activation"]) == ("data", "scalar_gate")  # the defaults
-    assert (summary["polynomial_norm"], summary["activation"]) == ("data", "scalar_gate")
+    assert summary["polynomial_norm"] == "data" and summary["activation"] == {"ik-so2": "scalar_gate"}
     table = (tmp_path / "sweep" / "results.md").read_text()
     assert "| SO(2)-CNN-IK |" in table and "blew up" in table  # runs that blew up are named, or none
     assert all(isinstance(run["blew_up"], bool) for cells in results.values() for runs in cells.values() for run in runs)
