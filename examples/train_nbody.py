@@ -119,7 +119,9 @@ def parse_args(argv=None):
     parser.add_argument("--eval-size", type=int, default=128, help="systems in the validation and in the test set")
     parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_DATA", "data_cache/nbody"))
     parser.add_argument("--out-dir", help="default: runs/nbody/<model>[-<group>]_k<stiffness>_s<seed>")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.activation = args.activation or DEFAULT_ACTIVATION.get(args.model)
+    return args
 
 
 def main(argv=None) -> dict:
@@ -139,7 +141,7 @@ def main(argv=None) -> dict:
                  "path_weights": args.path_weights, "update_layers": args.update_layers, "num_basis": args.num_basis,
                  "kernel_mlp_layers": args.kernel_mlp_layers, "kernel_mlp_group": args.kernel_mlp_group,
                  "kernel_form": args.kernel_form, "shell": args.shell,
-                 "polynomial_norm": args.polynomial_norm, "activation": args.activation or DEFAULT_ACTIVATION.get(args.model)}  # fmt: skip
+                 "polynomial_norm": args.polynomial_norm, "activation": args.activation}  # fmt: skip
         config = config_from_args(args, out_dir, extra)
         metrics = fit(model, *splits, mse, config)
     print(json.dumps({"model": tag, "stiffness": args.stiffness, "width": width,
