@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, help="optimizer steps of linear learning-rate warmup (default: the preset's)")
     parser.add_argument("--weight-decay", type=float, help="AdamW weight decay of every model (default: train_nbody.py's, 1e-12)")
     parser.add_argument("--grad-clip", type=float, help="largest total gradient norm of a step (train_nbody.py --grad-clip; default: none)")
+    parser.add_argument("--update-layers", type=int,
+                        help="linear layers of the ik / standard blocks' node updates (train_nbody.py --update-layers; default: its 3)")
     parser.add_argument("--kernel-mlp-group", help="a larger group for the ik kernels' G-MLP (train_nbody.py --kernel-mlp-group; e.g. o3)")
     parser.add_argument("--kernel-form", choices=ImplicitKernel.FORMS, help="the ik kernels' network (train_nbody.py --kernel-form)")
     parser.add_argument("--num-basis", type=int, help="the ik kernels' distance embedding (train_nbody.py --num-basis)")
@@ -114,7 +116,7 @@ def main() -> None:
     cells = [(spec, k, seed) for k in stiffness for spec in models for seed in seeds]
     activation = {spec: args.activation or DEFAULT_ACTIVATION[split_spec(spec)[0]] for spec in models
                   if split_spec(spec)[0] in DEFAULT_ACTIVATION}
-    # --warmup-steps, --weight-decay, --grad-clip and the ik kernel's form options only when set: runs made without them keep
+    # --warmup-steps, --weight-decay, --grad-clip, --update-layers and the ik kernel's form options only when set: runs made without them keep
     # the arguments run_once stored for them. Shell, polynomial norm and activation always: their defaults changed (README),
     # so run_once refuses a directory trained with the earlier ones instead of reading it as a run of the current ones.
     jobs = []
@@ -127,6 +129,7 @@ def main() -> None:
             + (["--warmup-steps", str(warmup_steps)] if warmup_steps else []) + (["--no-springs"] if args.no_springs else [])
             + (["--weight-decay", str(args.weight_decay)] if args.weight_decay is not None else [])
             + (["--grad-clip", str(args.grad_clip)] if args.grad_clip is not None else [])
+            + (["--update-layers", str(args.update_layers)] if args.update_layers is not None and model in DEFAULT_ACTIVATION else [])
             + (["--kernel-mlp-group", args.kernel_mlp_group] if args.kernel_mlp_group and model == "ik" else [])
             + (["--kernel-form", args.kernel_form] if args.kernel_form and model == "ik" else [])
             + (["--num-basis", str(args.num_basis)] if args.num_basis is not None and model == "ik" else [])
@@ -151,6 +154,7 @@ def main() -> None:
         f"{lr_step} epochs{f' after {warmup_steps} steps of linear warmup' if warmup_steps else ''}"
         f"{f', weight decay {args.weight_decay:g}' if args.weight_decay is not None else ''}"
         f"{f', gradients clipped to norm {args.grad_clip:g}' if args.grad_clip is not None else ''}"
+        f"{f', {args.update_layers}-layer node updates' if args.update_layers is not None else ''}"
         f"{f', the G-MLPs of the ik kernels equivariant to {args.kernel_mlp_group}' if args.kernel_mlp_group else ''}"
         f"{f', the ik kernels {args.kernel_form}' if args.kernel_form else ''}"
         f"{f' with a {args.num_basis}-Gaussian distance embedding' if args.num_basis else ''}"
@@ -182,6 +186,7 @@ def main() -> None:
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"stiffness": stiffness, "epochs": epochs, "seeds": seeds, "budget": budget, "lr": model_lr,
                    "warmup_steps": warmup_steps, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
+                   "update_layers": args.update_layers,
                    "kernel_mlp_group": args.kernel_mlp_group, "kernel_form": args.kernel_form, "num_basis": args.num_basis, "shell": args.shell,
                    "polynomial_norm": args.polynomial_norm, "activation": activation, "results": results}, f, indent=1)
     plot(results, stiffness, models, os.path.join(out_dir, "results.png"))

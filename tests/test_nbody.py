@@ -178,7 +178,7 @@ def test_budget_matching_within_ten_percent():
 @pytest.mark.slow
 def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
     args = ["--models", "ik-so2", "mpnn", "--stiffness", "0", "--epochs", "1", "--train-size", "32", "--budget", "3000", "--jobs", "2",
-            "--model-lr", "mpnn=1e-3", "--weight-decay", "1e-3", "--kernel-mlp-group", "o3", "--kernel-form", "factorized", "--num-basis", "10", "--shell", "--out-dir", str(tmp_path / "sweep"), "--data-root", str(tmp_path / "data")]  # fmt: skip
+            "--model-lr", "mpnn=1e-3", "--weight-decay", "1e-3", "--kernel-mlp-group", "o3", "--kernel-form", "factorized", "--num-basis", "10", "--shell", "--update-layers", "2", "--out-dir", str(tmp_path / "sweep"), "--data-root", str(tmp_path / "data")]  # fmt: skip
     run_example("nbody_sweep.py", *args)
     summary = json.loads((tmp_path / "sweep" / "results.json").read_text())
     results = summary["results"]
@@ -190,6 +190,7 @@ def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
     assert ik_extra["kernel_mlp_group"] == "o3" and summary["kernel_mlp_group"] == "o3"
     assert (ik_extra["kernel_form"], ik_extra["num_basis"]) == ("factorized", 10) and summary["kernel_form"] == "factorized"
     assert ik_extra["shell"] and summary["shell"]  # asked for
+    assert ik_extra["update_layers"] == 2 and summary["update_layers"] == 2
     assert (ik_extra["polynomial_norm"], ik_extra["activation"]) == ("data", "scalar_gate")  # the defaults
     assert summary["polynomial_norm"] == "data" and summary["activation"] == {"ik-so2": "scalar_gate"}
     table = (tmp_path / "sweep" / "results.md").read_text()
