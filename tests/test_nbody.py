@@ -209,3 +209,14 @@ def test_sweep_runs_jobs_in_parallel_and_reuses_finished_runs(tmp_path):
     for cell in (retest["ik-so2"]["0"][0], retest["mpnn"]["0"][0]):
         assert cell["seed"] == 0 and 0 < cell["median"] <= cell["q99"] and 0.01 <= cell["worst_1pct_share"] <= 1
     assert "| MPNN |" in (tmp_path / "sweep" / "retest_200.md").read_text()
+
+
+@pytest.mark.slow
+def test_long_preset_decays_the_weights_unless_told_otherwise(tmp_path):
+    common = ["--preset", "long", "--models", "mpnn", "--stiffness", "0", "--epochs", "1", "--train-size", "32",
+              "--budget", "3000", "--data-root", str(tmp_path / "data")]  # fmt: skip
+    for out, extra, expected in [("preset", [], 3e-2), ("own", ["--weight-decay", "1e-12"], 1e-12)]:
+        run_example("nbody_sweep.py", *common, *extra, "--out-dir", str(tmp_path / out))
+        config = json.loads((tmp_path / out / "mpnn_k0_s0" / "metrics.json").read_text())["config"]
+        assert config["weight_decay"] == expected
+        assert json.loads((tmp_path / out / "results.json").read_text())["weight_decay"] == expected
