@@ -27,10 +27,13 @@ MODELS = {  # label: train_images.py flags
     "Z2CNN": ["--model", "z2cnn"],
     "P4CNN": ["--model", "p4cnn"],
     "P4MCNN": ["--model", "p4mcnn"],
+    # the labels are invariant to rotations, not to mirrors (a mirrored 2 is no 2): pool over C4 only
+    "P4MCNN, C4-invariant logits": ["--model", "p4mcnn", "--invariant-group", "c4"],
     "Z2CNN + IEN loss": ["--model", "z2cnn-ien"],
     # lr 1e-2, chosen on validation (C4, seed 0, 10 epochs: 5.1% at 1e-2, 7.5% at 1e-3)
     "implicit-kernel CNN, C4": ["--model", "ik", "--group", "c4", "--lr", "1e-2"],
     "implicit-kernel CNN, D4": ["--model", "ik", "--group", "d4", "--lr", "1e-2"],
+    "implicit-kernel CNN, D4, C4-invariant logits": ["--model", "ik", "--group", "d4", "--invariant-group", "c4", "--lr", "1e-2"],
     "implicit-kernel CNN, SO(2)": ["--model", "ik", "--group", "so2", "--lr", "1e-2"],
 }
 IEN = "Z2CNN + IEN loss"

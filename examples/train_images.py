@@ -2,6 +2,7 @@
 
     python examples/train_images.py --model p4cnn                 # Z2CNN, P4CNN, P4MCNN, Z2CNN + IEN loss, implicit-kernel CNNs
     python examples/train_images.py --model ik --group d4
+    python examples/train_images.py --model p4mcnn --invariant-group c4   # mirror-equivariant, logits invariant to rotations only
     python examples/train_images.py --model z2cnn-ien --ien-weight 0.1
     torchrun --nproc_per_node 2 examples/train_images.py ...      # data parallel (not with z2cnn-ien)
 
@@ -11,6 +12,7 @@ model.pt (pyg_implicit.load_model(path) rebuilds it; it evaluates any (N, 1, 28,
 import argparse
 import json
 import os
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -32,21 +34,23 @@ def hidden_irreps(k: int) -> str:
     return "+".join(f"{m}x{ir}" for m, ir in zip(muls, ("0e", "1o", "2e")) if m)
 
 
-def build_model(name: str, size: int, group: str, kernel_width: int = 2, dropout: float = 0.3) -> torch.nn.Module:
+def build_model(name: str, size: int, group: str, kernel_width: int = 2, dropout: float = 0.3,
+                invariant_group: Optional[str] = None) -> torch.nn.Module:
     if name in ("z2cnn", "z2cnn-ien"):
-        return GCNN("z2", size, dropout=dropout)
+        return GCNN("z2", size, dropout=dropout, invariant_group=invariant_group)  # none to pool over: an error if given
     if name in ("p4cnn", "p4mcnn"):
-        return GCNN(name[:-3], size, dropout=dropout)
+        return GCNN(name[:-3], size, dropout=dropout, invariant_group=invariant_group)
     if name == "ik":
         kernel_hidden = f"{kernel_width}x0e+{kernel_width}x1o+{kernel_width}x2e"
-        return SteerableImageCNN(hidden_irreps(size), group, kernel_hidden_irreps=kernel_hidden, dropout=dropout)
+        return SteerableImageCNN(hidden_irreps(size), group, kernel_hidden_irreps=kernel_hidden, dropout=dropout,
+                                 invariant_group=invariant_group)  # fmt: skip
     raise ValueError(f"model: expected one of {MODELS}, got {name!r}")
 
 
-def sized_model(name: str, group: str, budget: int, dropout: float = 0.3, kernel_width: int = 2):
+def sized_model(name: str, group: str, budget: int, dropout: float = 0.3, kernel_width: int = 2, invariant_group: Optional[str] = None):
     """The model closest to ``budget`` parameters, sized by its channels (fields, for implicit kernels:
     their G-MLPs keep ``kernel_width`` fields of each of 0e, 1o, 2e)."""
-    model, size = match_budget(lambda s: build_model(name, s, group, kernel_width, dropout), budget)
+    model, size = match_budget(lambda s: build_model(name, s, group, kernel_width, dropout, invariant_group), budget)
     return model, size
 
 
@@ -55,6 +59,8 @@ def parse_args(argv=None):
     parser.add_argument("--model", choices=MODELS, default="p4cnn")
     parser.add_argument("--group", default="c4", help="group of the implicit-kernel CNN (c4, d4, so2, ...)")
     parser.add_argument("--kernel-width", type=int, default=2, help="fields of each of 0e, 1o, 2e in the hidden layer of the implicit kernels' G-MLP")
+    parser.add_argument("--invariant-group", help="G-CNNs and implicit-kernel CNNs: the subgroup of the point group the logits are "
+                        "invariant to (c4 for p4mcnn / d4: mirror-equivariant features, logits that tell mirror images apart)")
     parser.add_argument("--ien-weight", type=float, default=0.1, help="weight of the equivariance loss (z2cnn-ien)")
     parser.add_argument("--dropout", type=float, default=0.3, help="dropout after every hidden layer (the implicit-kernel CNN drops whole fields of a pixel)")
     # precise BN: the G-CNNs drop out before every batch norm (20 batches: 2,560 training digits)
@@ -111,7 +117,7 @@ def error(net, batch):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    tag = args.model + (f"-{args.group}" if args.model == "ik" else "")
+    tag = args.model + (f"-{args.group}" if args.model == "ik" else "") + (f"-inv-{args.invariant_group}" if args.invariant_group else "")
     out_dir = args.out_dir or os.path.join("runs", "images", f"{tag}_s{args.seed}")
     with distributed() as (rank, _):
         with rank_zero_first():  # rank 0 builds and caches the rotated digits, the others then load them
@@ -120,9 +126,9 @@ def main(argv=None) -> dict:
         seed_everything(args.seed)  # the initial weights depend on the seed too
         budget = count_parameters(GCNN("z2"))
         if args.model in ("z2cnn", "z2cnn-ien"):
-            model, size = build_model(args.model, 20, args.group, dropout=args.dropout), 20
+            model, size = build_model(args.model, 20, args.group, dropout=args.dropout, invariant_group=args.invariant_group), 20
         else:
-            model, size = sized_model(args.model, args.group, budget, args.dropout, args.kernel_width)
+            model, size = sized_model(args.model, args.group, budget, args.dropout, args.kernel_width, args.invariant_group)
         kernel_width = args.kernel_width if args.model == "ik" else None
         ien = None
         if args.model == "z2cnn-ien":  # logits invariant, hidden maps equivariant with channels as 5 x 4 orientations

@@ -95,6 +95,24 @@ def test_z2cnn_is_not_invariant_and_p4cnn_not_to_mirrors(float64):
     assert (p4(transform_image(x, mirror)) - p4(x)).abs().max() > 1e-3  # outside p4
 
 
+def test_p4mcnn_pooled_over_c4_is_invariant_to_rotations_and_not_to_mirrors(float64):
+    """invariant_group="c4": the logits of a p4m network are invariant to the rotations alone."""
+    model = GCNN("p4m", 3, invariant_group="c4").eval()
+    x = torch.randn(3, 1, 28, 28)
+    for R in ELEMENTS["p4"]:
+        torch.testing.assert_close(model(transform_image(x, R)), model(x), rtol=0, atol=1e-10)
+    for R in ELEMENTS["p4m"][torch.det(ELEMENTS["p4m"][:, :2, :2]) < 0]:  # the four mirrors of the image
+        assert (model(transform_image(x, R)) - model(x)).abs().max() > 1e-3
+    assert count_parameters(model) == count_parameters(GCNN("p4m", 3))  # the same network, pooled differently
+
+
+def test_gcnn_invariant_group_errors():
+    with pytest.raises(ValueError, match="invariant_group: expected a subgroup of c4"):
+        GCNN("p4", invariant_group="d4")
+    with pytest.raises(ValueError, match="invariant_group: the Z2CNN has no point group"):
+        GCNN("z2", invariant_group="c4")
+
+
 def test_parameter_count_table():
     """Z2CNN vs P4CNN vs P4MCNN: the paper's channels (20 / 10 / 7) and budget-matched ones (within 10%)."""
     z2 = count_parameters(GCNN("z2"))

@@ -71,6 +71,19 @@ def test_steerable_image_cnn_for_c4_is_not_invariant_to_mirrors(float64):
     assert (model(transform_image(x, mirror)) - model(x)).abs().max() > 1e-4
 
 
+def test_steerable_image_cnn_with_c4_invariant_logits_keeps_d4_fields_and_tells_mirrors_apart(float64):
+    model = SteerableImageCNN("2x0e+1x1o+1x2e", "d4", kernel_hidden_irreps="4x0e+4x1o+4x2e", invariant_group="c4").eval()
+    assert model.group.name == "d4" and model.convs[-1].group.name == "d4" and model.out.group.name == "c4"
+    x = torch.randn(2, 1, 28, 28)
+    y = model(x)
+    for R in get_group("c4").coset_representatives:
+        torch.testing.assert_close(model(transform_image(x, R)), y, rtol=0, atol=1e-10)
+    mirror = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))  # in d4, y -> -y on the image
+    assert (model(transform_image(x, mirror)) - y).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="invariant_group: expected a subgroup of c4"):
+        SteerableImageCNN("2x0e", "c4", invariant_group="d4")
+
+
 def test_field_pooling_keeps_fields_together(float64):
     """Pooling by field norm commutes with rotating the field image (vectors rotate as a whole)."""
     model = SteerableImageCNN("1x0e+1x1o", "c4")
@@ -89,9 +102,10 @@ def test_train_images_runs_and_the_saved_model_loads(tmp_path, model):
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     from train_images import main
 
+    invariant = ["--invariant-group", "c4"] if model == "p4mcnn" else []  # p4m features, logits invariant to rotations only
     metrics = main(["--model", model, "--group", "c4", "--epochs", "2", "--train-size", "64", "--test-size", "64",
                     "--batch-size", "32", "--data-root", str(tmp_path / "data"), "--out-dir", str(tmp_path / "run"),
-                    "--no-progress"])  # fmt: skip
+                    "--no-progress"] + invariant)  # fmt: skip
     assert len(metrics["history"]) == 2 and 0 <= metrics["test_error"] <= 1
     assert all(0 <= r["val_metric"] <= 1 for r in metrics["history"])  # the validation error curve
     assert 0 <= metrics["c4_disagreement"] <= 1
@@ -103,6 +117,7 @@ def test_train_images_runs_and_the_saved_model_loads(tmp_path, model):
     with open(tmp_path / "run" / "metrics.json") as f:
         extra = json.load(f)["config"]["extra"]
     assert extra["model"].startswith(model.split("-")[0])
+    assert extra["model"].endswith("-inv-c4") == bool(invariant)
     loaded = load_model(str(tmp_path / "run" / "model.pt")).eval()  # the documented one-liner
     assert loaded(torch.rand(5, 1, 28, 28)).shape == (5, 10)
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..checkpoint import saveable
-from ..groups import Group
+from ..groups import Group, get_group
 from ..nn import InvariantGate
 from ..irreps import IrrepsLike, as_irreps
 from ..nn.dense_conv import ImplicitConv2d
@@ -21,7 +21,11 @@ class SteerableImageCNN(nn.Module):
     equivariant batch norm and gated nonlinearity, 2x2 max pooling of the field norms' pixels after
     the second (:math:`28 \to 26 \to 24 \to 12 \to 10 \to 8 \to 6 \to 4 \to 1`); the last layer
     returns ``num_classes`` invariant scalars. For C4 / D4 the logits are exactly invariant to
-    90-degree rotations (and flips) of the input; for ``so2`` up to resampling.
+    90-degree rotations (and flips) of the input; for ``so2`` up to resampling. With
+    ``invariant_group`` a subgroup :math:`K` of ``group``, the last layer's kernel is constrained by
+    :math:`K` only: the hidden layers stay :math:`G`-steerable and the logits are invariant to
+    :math:`K` alone (``group="d4", invariant_group="c4"``: mirror-equivariant features, logits that
+    tell a digit from its mirror image).
 
     Pooling picks, per field, the pixel of largest norm in each 2x2 window (so fields stay fields).
     Dropout after every hidden layer drops whole fields of a pixel (all components of a field are
@@ -34,6 +38,8 @@ class SteerableImageCNN(nn.Module):
         num_classes (int): Output logits. (default: :obj:`10`)
         kernel_hidden_irreps (str or Irreps, optional): Hidden irreps of the kernels' G-MLP.
         dropout (float): Probability of dropping a field of a pixel after each hidden layer. (default: :obj:`0.0`)
+        invariant_group (str or Group, optional): The subgroup of ``group`` the logits are invariant
+            to. (default: ``group``)
         **kernel_kwargs: Passed to every :class:`~pyg_implicit.nn.dense_conv.ImplicitConv2d`.
 
     Shapes:
@@ -48,6 +54,7 @@ class SteerableImageCNN(nn.Module):
         num_classes: int = 10,
         kernel_hidden_irreps: Optional[IrrepsLike] = None,
         dropout: float = 0.0,
+        invariant_group: Optional[Union[str, Group]] = None,
         **kernel_kwargs,
     ) -> None:
         super().__init__()
@@ -61,8 +68,11 @@ class SteerableImageCNN(nn.Module):
         self.convs = nn.ModuleList(ImplicitConv2d(a, b, 3, group, **kernel_kwargs) for a, b in zip(widths, widths[1:]))
         self.norms = nn.ModuleList(e3nn_nn.BatchNorm(hidden) for _ in range(6))
         self.gates = nn.ModuleList(InvariantGate(hidden, self.convs[0].group) for _ in range(6))
-        self.out = ImplicitConv2d(hidden, f"{num_classes}x0e", 4, group, **kernel_kwargs)
-        self.group = self.out.group
+        self.group = self.convs[0].group
+        invariant_group = self.group if invariant_group is None else get_group(invariant_group)
+        if not invariant_group.is_subgroup_of(self.group):
+            raise ValueError(f"invariant_group: expected a subgroup of {self.group.name}, got {invariant_group.name!r}")
+        self.out = ImplicitConv2d(hidden, f"{num_classes}x0e", 4, invariant_group, **kernel_kwargs)
         self._field_dims = [ir.dim for mul, ir in hidden for _ in range(mul)]
         channel_field = [f for f, dim in enumerate(self._field_dims) for _ in range(dim)]
         self.register_buffer("_channel_field", torch.tensor(channel_field), persistent=False)
