@@ -153,6 +153,26 @@ def test_benchmark_runs_jobs_in_parallel_and_plots_the_curves(tmp_path):
     assert ien_weight == 1
 
 
+@needs_data
+def test_mirror_confusions_of_a_d4_invariant_and_a_c4_invariant_p4mcnn(tmp_path, capsys):
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+    from mirror_confusions import main
+
+    from pyg_implicit import save_model
+
+    torch.manual_seed(0)
+    for name in ("d4", "c4"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+    save_model(GCNN("p4m", 2).eval(), str(tmp_path / "runs" / "d4" / "model.pt"))
+    save_model(GCNN("p4m", 2, invariant_group="c4").eval(), str(tmp_path / "runs" / "c4" / "model.pt"))
+    main([str(tmp_path / "runs"), "--test-size", "64", "--data-root", str(tmp_path / "data")])
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| c4") or line.startswith("| d4")}
+    assert float(rows["d4"][2]) == 0  # mirror disagreement: none for D4-invariant logits, whatever the weights
+    assert 0 <= float(rows["c4"][2]) <= 100 and 0 <= float(rows["c4"][1]) <= 100  # (an untrained network predicts one class)
+
+
 @pytest.mark.parametrize("group", ["c4", "d4", "so2"])
 def test_implicit_kernel_cnn_spends_the_budget_on_channels(group):
     """At the Z2CNN's budget the implicit-kernel CNN has at least 27 channels a pixel (9 fields of
