@@ -27,7 +27,7 @@ MODELS = {  # label: train_images.py flags
     "Z2CNN": ["--model", "z2cnn"],
     "P4CNN": ["--model", "p4cnn"],
     "P4MCNN": ["--model", "p4mcnn"],
-    # the labels are invariant to rotations, not to mirrors (a mirrored 2 is no 2): pool over C4 only
+    # the labels are invariant to rotations, not to mirrors (a mirrored 5 reads as a 2): pool over C4 only
     "P4MCNN, C4-invariant logits": ["--model", "p4mcnn", "--invariant-group", "c4"],
     "Z2CNN + IEN loss": ["--model", "z2cnn-ien"],
     # lr 1e-2, chosen on validation (C4, seed 0, 10 epochs: 5.1% at 1e-2, 7.5% at 1e-3)

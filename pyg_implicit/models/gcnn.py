@@ -23,8 +23,8 @@ class GCNN(nn.Module):
     With ``invariant_group`` a subgroup :math:`K \subset H`, the output is pooled over :math:`K`
     only, :math:`\max_{k \in K} f(k)`, which is invariant to :math:`K` and not to the rest of
     :math:`H`: a p4m network with ``invariant_group="c4"`` is mirror-equivariant inside and its
-    logits tell a digit from its mirror image (a mirrored 2 is not a 2), as the labels of rotated
-    MNIST require. Shapes follow the paper: 28 -> 26 -> 24 -> pool 12 -> 10 -> 8 -> 6 -> 4 -> (4x4) 1.
+    logits tell a digit from its mirror image (a mirrored 5 reads as a 2), as the labels of
+    rotated MNIST require. Shapes follow the paper: 28 -> 26 -> 24 -> pool 12 -> 10 -> 8 -> 6 -> 4 -> (4x4) 1.
 
     Args:
         group (str): ``"z2"``, ``"p4"`` or ``"p4m"``.
@@ -55,7 +55,6 @@ class GCNN(nn.Module):
         self.norms = nn.ModuleList(norm(c) for _ in range(6))
         self.dropout = nn.Dropout(dropout)
         self.out = self._conv(c, num_classes, 4, lifting=False)
-        self.invariant_group = invariant_group
         if group != "z2":
             self.register_buffer("_pooled", self._pooled_elements(invariant_group), persistent=False)
         elif invariant_group is not None:
