@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import saveable
-from ..nn.group_conv import GroupConv2d
+from ..nn.group_conv import GroupConv2d, coset_max_pool
 from ..nn.image_action import grid_group
 
 DEFAULT_CHANNELS = {"z2": 20, "p4": 10, "p4m": 7}  # about equal parameter counts: 20^2 ~ 4 * 10^2 ~ 8 * 7^2
@@ -84,5 +84,5 @@ class GCNN(nn.Module):
                 x = nn.functional.max_pool2d(x.flatten(1, 2) if x.dim() == 5 else x, 2).view(*x.shape[:-2], 12, 12)
         x = self.out(x)
         if x.dim() == 5:
-            x = x[:, :, self._pooled].max(dim=2).values  # coset pooling over the invariant subgroup
+            x = coset_max_pool(x, self._pooled)  # over the invariant subgroup
         return x.flatten(1)

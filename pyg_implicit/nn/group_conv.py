@@ -20,7 +20,7 @@ sampling grid onto itself: stride 1 with symmetric padding, any kernel size; wit
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -117,8 +117,12 @@ class GroupConv2d(nn.Module):
                 f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")  # fmt: skip
 
 
-def coset_max_pool(x: Tensor) -> Tensor:
-    r"""Max over the group axis: ``[B, C, |H|, H, W] -> [B, C, H, W]``, invariant to the point group's permutation (a :math:`\mathbb{Z}^2` feature map)."""
+def coset_max_pool(x: Tensor, elements: Optional[Tensor] = None) -> Tensor:
+    r"""Max over the group axis: ``[B, C, |H|, H, W] -> [B, C, H, W]``, invariant to the point group's permutation (a :math:`\mathbb{Z}^2` feature map).
+
+    ``elements`` (indices on the group axis of a subgroup :math:`K \subset H`) restricts the max to
+    :math:`K`: invariant to :math:`K`, not to the rest of :math:`H`.
+    """
     if x.dim() != 5:
         raise ValueError(f"x: expected a group feature map (B, C, |H|, H, W), got shape {tuple(x.shape)}")
-    return x.max(dim=2).values
+    return (x if elements is None else x[:, :, elements]).max(dim=2).values
