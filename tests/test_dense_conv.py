@@ -85,3 +85,18 @@ def test_dense_conv_errors():
         conv(torch.randn(1, 3, 8, 8))
     with pytest.raises(ValueError, match="plane"):
         transform_field_image(torch.randn(1, 1, 5, 5), "1x0e", get_group("so3").sample(1)[0])
+
+
+def test_kernel_span_counts_the_steerable_space_and_what_an_implicit_kernel_reaches():
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+    from kernel_span import span_table
+
+    # C4, one 0e, 1o, 2e field in and out: 183 steerable 3x3 kernels, all reached by a width-1 G-MLP with 183
+    # weights in B; twice as many at width 2 reach nothing more. D4 needs width 2 for all of its 93.
+    rows = span_table(["c4", "d4"], [1, 2])
+    found = {(r["group"], r["width"]): (r["steerable"], r["by_B"], r["B_weights"]) for r in rows}
+    assert found == {("c4", 1): (183, 183, 183), ("c4", 2): (183, 183, 366), ("d4", 1): (93, 82, 92), ("d4", 2): (93, 93, 184)}
+    assert torch.get_default_dtype() == torch.float32  # restored

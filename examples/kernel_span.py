@@ -1,0 +1,100 @@
+r"""How much of the steerable kernel space on the 3x3 pixel grid an implicit kernel reaches, and for how many weights.
+
+For a dense layer (:class:`~pyg_implicit.nn.ImplicitConv2d`) the kernel is the G-MLP evaluated at the
+k x k window centres, :math:`K(u) = B(h(u))` with :math:`B` the bilinear output map. For fixed features
+:math:`h` the kernel is linear in B's weights, so the kernels B reaches form a linear space: its dimension
+is the rank of the Jacobian of the ``conv2d`` weight with respect to B's weights (and, with respect to all
+parameters, the dimension of the kernels reached locally). For a finite group that maps the grid onto itself
+the whole space of G-steerable kernels on the grid,
+:math:`K(g u) = \rho_{out}(g) K(u) \rho_{in}(g)^{-1}`, is the image of the Reynolds operator
+:math:`\frac{1}{|G|} \sum_g \rho_{out}(g) K(g^{-1} u) \rho_{in}(g)^{-1}`; for SO(2), which does not, the
+C4 space is an upper bound. A parameter-efficient layer has as many weights as the dimension it reaches,
+as a G-CNN's 3x3 filters do.
+
+``python examples/kernel_span.py`` prints the table (one field of each of 0e, 1o, 2e in and out).
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.func import functional_call, jacrev
+
+from pyg_implicit.groups import get_group, irreps_D
+from pyg_implicit.nn import ImplicitConv2d
+from pyg_implicit.nn.image_action import transform_image
+
+
+def steerable_dimension(conv: ImplicitConv2d, group: str) -> int:
+    """Dimension of the space of ``group``-steerable kernels on the layer's grid (a finite group that maps the grid onto itself)."""
+    elements = get_group(group).coset_representatives.to(torch.float64).round(decimals=12)
+    shape = conv.weight().shape
+    basis = torch.eye(shape.numel(), dtype=torch.float64).view(-1, *shape)  # every kernel entry on its own
+    projected = 0
+    for R in elements:
+        D_out, D_in = irreps_D(conv.irreps_out, R).to(basis), irreps_D(conv.irreps_in, R).to(basis)
+        moved = transform_image(basis.flatten(0, 1), R).view_as(basis)  # K(R^-1 u) on the spatial axes
+        projected = projected + torch.einsum("ab,nbcxy,dc->nadxy", D_out, moved, D_in)
+    return int(torch.linalg.matrix_rank((projected / len(elements)).flatten(1)))
+
+
+class KernelWeight(torch.nn.Module):
+    """``forward()`` returns the layer's ``conv2d`` weight, so that :func:`torch.func.functional_call` can swap its parameters."""
+
+    def __init__(self, conv: ImplicitConv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self) -> torch.Tensor:
+        return self.conv.weight()
+
+
+def reachable_dimension(conv: ImplicitConv2d, prefix: str = "") -> tuple[int, int]:
+    """(dimension, parameter count) of the kernels reached by varying the parameters whose names start with ``prefix``:
+    the rank of the Jacobian of the weight with respect to them."""
+    module = KernelWeight(conv)
+    params = {name: p.detach() for name, p in module.named_parameters() if name.startswith("conv." + prefix)}
+    jacobian = jacrev(lambda p: functional_call(module, p, (), strict=False).flatten())(params)
+    J = torch.cat([j.reshape(j.shape[0], -1) for j in jacobian.values()], dim=1)  # [kernel entries, parameters]
+    return int(torch.linalg.matrix_rank(J)), sum(p.numel() for p in params.values())
+
+
+def span_table(groups: list[str], widths: list[int], fields: str = "1x0e+1x1o+1x2e", seed: int = 0) -> list[dict]:
+    """One row per (group, G-MLP width): the steerable space, the kernels B reaches and all parameters reach."""
+    rows, dtype = [], torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # the layers' bases too: a float32 basis is steerable to 1e-7 only, which a rank counts
+    try:
+        for group in groups:
+            for width in widths:
+                torch.manual_seed(seed)
+                conv = ImplicitConv2d(fields, fields, 3, group, hidden_irreps=f"{width}x0e+{width}x1o+{width}x2e")
+                conv(torch.randn(8, conv.irreps_in.dim, 6, 6, dtype=torch.float64))  # the data-dependent initialisation
+                conv.eval()
+                by_B, B_weights = reachable_dimension(conv, "kernel.tensor_product.")
+                by_all, parameters = reachable_dimension(conv)
+                finite = get_group(group).is_finite
+                rows.append({"group": group, "width": width, "steerable": steerable_dimension(conv, group if finite else "c4"),
+                             "exact": finite, "by_B": by_B, "B_weights": B_weights, "by_all": by_all, "parameters": parameters})  # fmt: skip
+    finally:
+        torch.set_default_dtype(dtype)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", nargs="+", default=["c4", "d4", "so2"])
+    parser.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--fields", default="1x0e+1x1o+1x2e", help="irreps of the input and output fields")
+    args = parser.parse_args(argv)
+    rows = span_table(args.groups, args.widths, args.fields)
+    print(f"3x3 implicit kernels, {args.fields} -> {args.fields}; G-MLP width w: w fields of each of 0e, 1o, 2e")
+    print("| group | G-MLP width | steerable kernels on the grid | reached by B | B's weights | reached by all parameters | parameters |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        space = f"{r['steerable']}" if r["exact"] else f"<= {r['steerable']} (the C4 space)"
+        print(f"| {r['group']} | {r['width']} | {space} | {r['by_B']} | {r['B_weights']} | {r['by_all']} | {r['parameters']} |")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
