@@ -59,21 +59,21 @@ def reachable_dimension(conv: ImplicitConv2d, prefix: str = "") -> tuple[int, in
     return int(torch.linalg.matrix_rank(J)), sum(p.numel() for p in params.values())
 
 
-def span_table(groups: list[str], widths: list[int], fields: str = "1x0e+1x1o+1x2e", seed: int = 0) -> list[dict]:
-    """One row per (group, G-MLP width): the steerable space, the kernels B reaches and all parameters reach."""
+def span_table(groups: list[str], kernel_hidden: list[str], fields: str = "1x0e+1x1o+1x2e", seed: int = 0) -> list[dict]:
+    """One row per (group, hidden irreps of the G-MLP): the steerable space, the kernels B reaches and all parameters reach."""
     rows, dtype = [], torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)  # the layers' bases too: a float32 basis is steerable to 1e-7 only, which a rank counts
     try:
         for group in groups:
-            for width in widths:
+            for hidden in kernel_hidden:
                 torch.manual_seed(seed)
-                conv = ImplicitConv2d(fields, fields, 3, group, hidden_irreps=f"{width}x0e+{width}x1o+{width}x2e")
+                conv = ImplicitConv2d(fields, fields, 3, group, hidden_irreps=hidden)
                 conv(torch.randn(8, conv.irreps_in.dim, 6, 6, dtype=torch.float64))  # the data-dependent initialisation
                 conv.eval()
                 by_B, B_weights = reachable_dimension(conv, "kernel.tensor_product.")
                 by_all, parameters = reachable_dimension(conv)
                 finite = get_group(group).is_finite
-                rows.append({"group": group, "width": width, "steerable": steerable_dimension(conv, group if finite else "c4"),
+                rows.append({"group": group, "hidden": hidden, "steerable": steerable_dimension(conv, group if finite else "c4"),
                              "exact": finite, "by_B": by_B, "B_weights": B_weights, "by_all": by_all, "parameters": parameters})  # fmt: skip
     finally:
         torch.set_default_dtype(dtype)
@@ -83,16 +83,17 @@ def span_table(groups: list[str], widths: list[int], fields: str = "1x0e+1x1o+1x
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", nargs="+", default=["c4", "d4", "so2"])
-    parser.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4], help="G-MLPs with w fields of each of 0e, 1o, 2e")
+    parser.add_argument("--kernel-hidden", nargs="*", default=["2x0e+1x1o+1x2e", "1x0e+1x1o+2x2e"], help="more hidden irreps of the G-MLP")
     parser.add_argument("--fields", default="1x0e+1x1o+1x2e", help="irreps of the input and output fields")
     args = parser.parse_args(argv)
-    rows = span_table(args.groups, args.widths, args.fields)
-    print(f"3x3 implicit kernels, {args.fields} -> {args.fields}; G-MLP width w: w fields of each of 0e, 1o, 2e")
-    print("| group | G-MLP width | steerable kernels on the grid | reached by B | B's weights | reached by all parameters | parameters |")
+    rows = span_table(args.groups, [f"{w}x0e+{w}x1o+{w}x2e" for w in args.widths] + args.kernel_hidden, args.fields)
+    print(f"3x3 implicit kernels, {args.fields} -> {args.fields}")
+    print("| group | G-MLP hidden irreps | steerable kernels on the grid | reached by B | B's weights | reached by all parameters | parameters |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         space = f"{r['steerable']}" if r["exact"] else f"<= {r['steerable']} (the C4 space)"
-        print(f"| {r['group']} | {r['width']} | {space} | {r['by_B']} | {r['B_weights']} | {r['by_all']} | {r['parameters']} |")
+        print(f"| {r['group']} | {r['hidden']} | {space} | {r['by_B']} | {r['B_weights']} | {r['by_all']} | {r['parameters']} |")
     return rows
 
 

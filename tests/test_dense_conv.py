@@ -96,7 +96,8 @@ def test_kernel_span_counts_the_steerable_space_and_what_an_implicit_kernel_reac
 
     # C4, one 0e, 1o, 2e field in and out: 183 steerable 3x3 kernels, all reached by a width-1 G-MLP with 183
     # weights in B; twice as many at width 2 reach nothing more. D4 needs width 2 for all of its 93.
-    rows = span_table(["c4", "d4"], [1, 2])
-    found = {(r["group"], r["width"]): (r["steerable"], r["by_B"], r["B_weights"]) for r in rows}
-    assert found == {("c4", 1): (183, 183, 183), ("c4", 2): (183, 183, 366), ("d4", 1): (93, 82, 92), ("d4", 2): (93, 93, 184)}
+    rows = span_table(["c4", "d4"], ["0e+1o+2e", "2x0e+2x1o+2x2e"])
+    found = {(r["group"], r["hidden"]): (r["steerable"], r["by_B"], r["B_weights"]) for r in rows}
+    assert found == {("c4", "0e+1o+2e"): (183, 183, 183), ("c4", "2x0e+2x1o+2x2e"): (183, 183, 366),
+                     ("d4", "0e+1o+2e"): (93, 82, 92), ("d4", "2x0e+2x1o+2x2e"): (93, 93, 184)}  # fmt: skip
     assert torch.get_default_dtype() == torch.float32  # restored
