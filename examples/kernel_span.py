@@ -22,12 +22,12 @@ from torch.func import functional_call, jacrev
 
 from pyg_implicit.groups import get_group, irreps_D
 from pyg_implicit.nn import ImplicitConv2d
-from pyg_implicit.nn.image_action import transform_image
+from pyg_implicit.nn.image_action import grid_group, transform_image
 
 
 def steerable_dimension(conv: ImplicitConv2d, group: str) -> int:
     """Dimension of the space of ``group``-steerable kernels on the layer's grid (a finite group that maps the grid onto itself)."""
-    elements = get_group(group).coset_representatives.to(torch.float64).round(decimals=12)
+    elements = grid_group(group).coset_representatives.to(torch.float64)
     shape = conv.weight().shape
     basis = torch.eye(shape.numel(), dtype=torch.float64).view(-1, *shape)  # every kernel entry on its own
     projected = 0
