@@ -39,8 +39,6 @@ MODELS = {  # label: train_images.py flags
     # many weights as dimensions (width 2 spends twice as many), so the budget buys more fields
     "implicit-kernel CNN, C4, G-MLP width 1": ["--model", "ik", "--group", "c4", "--lr", "1e-2", "--kernel-width", "1"],
     "implicit-kernel CNN, SO(2), G-MLP width 1": ["--model", "ik", "--group", "so2", "--lr", "1e-2", "--kernel-width", "1"],
-    "implicit-kernel CNN, D4, C4-invariant logits, G-MLP width 1": ["--model", "ik", "--group", "d4", "--invariant-group", "c4", "--lr",
-                                                                    "1e-2", "--kernel-width", "1"],
 }
 IEN = "Z2CNN + IEN loss"
 PAPER = {"Z2CNN": "5.03", "P4CNN": "2.28"}  # Cohen & Welling (2016), Table 1
