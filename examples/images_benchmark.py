@@ -39,6 +39,10 @@ MODELS = {  # label: train_images.py flags
     # many weights as dimensions (width 2 spends twice as many), so the budget buys more fields
     "implicit-kernel CNN, C4, G-MLP width 1": ["--model", "ik", "--group", "c4", "--lr", "1e-2", "--kernel-width", "1"],
     "implicit-kernel CNN, SO(2), G-MLP width 1": ["--model", "ik", "--group", "so2", "--lr", "1e-2", "--kernel-width", "1"],
+    # the fields of the width-1 C4 network (4 x (0e + 1o + 2e)), each channel an ELU of its values on 32 points of C4-orbits on the
+    # sphere (OrbitELU) instead of gated: no gate weights, so 16,337 parameters against 21,209
+    "implicit-kernel CNN, C4, G-MLP width 1, orbit ELU": ["--model", "ik", "--group", "c4", "--lr", "1e-2", "--kernel-width", "1",
+                                                          "--activation", "orbit_elu", "--size", "4"],
 }
 IEN = "Z2CNN + IEN loss"
 PAPER = {"Z2CNN": "5.03", "P4CNN": "2.28"}  # Cohen & Welling (2016), Table 1

@@ -2,6 +2,7 @@
 
     python examples/train_images.py --model p4cnn                 # Z2CNN, P4CNN, P4MCNN, Z2CNN + IEN loss, implicit-kernel CNNs
     python examples/train_images.py --model ik --group d4
+    python examples/train_images.py --model ik --activation orbit_elu    # ELU on the C4 orbits of the sphere instead of gates
     python examples/train_images.py --model p4mcnn --invariant-group c4   # mirror-equivariant, logits invariant to rotations only
     python examples/train_images.py --model z2cnn-ien --ien-weight 0.1
     torchrun --nproc_per_node 2 examples/train_images.py ...      # data parallel (not with z2cnn-ien)
@@ -35,22 +36,25 @@ def hidden_irreps(k: int) -> str:
 
 
 def build_model(name: str, size: int, group: str, kernel_width: int = 2, dropout: float = 0.3,
-                invariant_group: Optional[str] = None) -> torch.nn.Module:
+                invariant_group: Optional[str] = None, activation: str = "gate") -> torch.nn.Module:
     if name in ("z2cnn", "z2cnn-ien"):
         return GCNN("z2", size, dropout=dropout, invariant_group=invariant_group)  # none to pool over: an error if given
     if name in ("p4cnn", "p4mcnn"):
         return GCNN(name[:-3], size, dropout=dropout, invariant_group=invariant_group)
     if name == "ik":
         kernel_hidden = f"{kernel_width}x0e+{kernel_width}x1o+{kernel_width}x2e"
-        return SteerableImageCNN(hidden_irreps(size), group, kernel_hidden_irreps=kernel_hidden, dropout=dropout,
-                                 invariant_group=invariant_group)  # fmt: skip
+        # OrbitELU reads each channel of 0e + 1o + 2e as one function on the sphere: size counts channels, not fields
+        hidden = f"{size}x0e+{size}x1o+{size}x2e" if activation == "orbit_elu" else hidden_irreps(size)
+        return SteerableImageCNN(hidden, group, kernel_hidden_irreps=kernel_hidden, dropout=dropout,
+                                 invariant_group=invariant_group, activation=activation)  # fmt: skip
     raise ValueError(f"model: expected one of {MODELS}, got {name!r}")
 
 
-def sized_model(name: str, group: str, budget: int, dropout: float = 0.3, kernel_width: int = 2, invariant_group: Optional[str] = None):
+def sized_model(name: str, group: str, budget: int, dropout: float = 0.3, kernel_width: int = 2, invariant_group: Optional[str] = None,
+                activation: str = "gate"):
     """The model closest to ``budget`` parameters, sized by its channels (fields, for implicit kernels:
     their G-MLPs keep ``kernel_width`` fields of each of 0e, 1o, 2e)."""
-    model, size = match_budget(lambda s: build_model(name, s, group, kernel_width, dropout, invariant_group), budget)
+    model, size = match_budget(lambda s: build_model(name, s, group, kernel_width, dropout, invariant_group, activation), budget)
     return model, size
 
 
@@ -61,6 +65,10 @@ def parse_args(argv=None):
     parser.add_argument("--kernel-width", type=int, default=2, help="fields of each of 0e, 1o, 2e in the hidden layer of the implicit kernels' G-MLP")
     parser.add_argument("--invariant-group", help="G-CNNs and implicit-kernel CNNs: the subgroup of the point group the logits are "
                         "invariant to (c4 for p4mcnn / d4: mirror-equivariant features, logits that tell mirror images apart)")
+    parser.add_argument("--activation", choices=["gate", "orbit_elu"], default="gate",
+                        help="nonlinearity of the implicit-kernel CNN (orbit_elu: finite groups; hidden fields mul x (0e + 1o + 2e))")
+    parser.add_argument("--size", type=int, help="channels of the G-CNNs / fields of the implicit-kernel CNN (orbit_elu: channels of "
+                        "0e + 1o + 2e); default: sized to the Z2CNN's parameter count")
     parser.add_argument("--ien-weight", type=float, default=0.1, help="weight of the equivariance loss (z2cnn-ien)")
     parser.add_argument("--dropout", type=float, default=0.3, help="dropout after every hidden layer (the implicit-kernel CNN drops whole fields of a pixel)")
     # precise BN: the G-CNNs drop out before every batch norm (20 batches: 2,560 training digits)
@@ -118,6 +126,7 @@ def error(net, batch):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     tag = args.model + (f"-{args.group}" if args.model == "ik" else "") + (f"-inv-{args.invariant_group}" if args.invariant_group else "")
+    tag += f"-{args.activation}" if args.model == "ik" and args.activation != "gate" else ""
     out_dir = args.out_dir or os.path.join("runs", "images", f"{tag}_s{args.seed}")
     with distributed() as (rank, _):
         with rank_zero_first():  # rank 0 builds and caches the rotated digits, the others then load them
@@ -125,10 +134,11 @@ def main(argv=None) -> dict:
             splits = [RotatedMNIST(args.data_root, split, args.npz_path, num_samples=sizes[split]) for split in ("train", "val", "test")]
         seed_everything(args.seed)  # the initial weights depend on the seed too
         budget = count_parameters(GCNN("z2"))
-        if args.model in ("z2cnn", "z2cnn-ien"):
-            model, size = build_model(args.model, 20, args.group, dropout=args.dropout, invariant_group=args.invariant_group), 20
+        if args.model in ("z2cnn", "z2cnn-ien") or args.size:
+            size = args.size or 20
+            model = build_model(args.model, size, args.group, args.kernel_width, args.dropout, args.invariant_group, args.activation)
         else:
-            model, size = sized_model(args.model, args.group, budget, args.dropout, args.kernel_width, args.invariant_group)
+            model, size = sized_model(args.model, args.group, budget, args.dropout, args.kernel_width, args.invariant_group, args.activation)
         kernel_width = args.kernel_width if args.model == "ik" else None
         ien = None
         if args.model == "z2cnn-ien":  # logits invariant, hidden maps equivariant with channels as 5 x 4 orientations
@@ -142,7 +152,8 @@ def main(argv=None) -> dict:
                 return F.cross_entropy(logits, batch.y) + penalty, batch.num_graphs
             return F.cross_entropy(net(batch.x), batch.y), batch.num_graphs
 
-        extra = {"task": "rotated_mnist", "model": tag, "size": size, "kernel_width": kernel_width, "sizes": [len(s) for s in splits],
+        extra = {"task": "rotated_mnist", "model": tag, "size": size, "kernel_width": kernel_width,
+                 "activation": args.activation if args.model == "ik" else None, "sizes": [len(s) for s in splits],
                  "ien_weight": args.ien_weight if ien is not None else None}  # fmt: skip
         config = config_from_args(args, out_dir, extra)
         metrics = fit(model, *splits, loss_fn, config, metric_fn=error)

@@ -65,4 +65,6 @@ CASES = {
     "gcnn": (lambda: GCNN("p4", channels=2), lambda m, d="cpu": m(*to([IMAGES], d))),
     "image_cnn": (lambda: SteerableImageCNN("2x0e+1x1o", group="c4", kernel_hidden_irreps="2x0e+1x1o"),
                   lambda m, d="cpu": m(*to([IMAGES], d))),
+    "image_cnn_orbit_elu": (lambda: SteerableImageCNN("1x0e+1x1o+1x2e", group="d4", kernel_hidden_irreps="1x0e+1x1o+1x2e", activation="orbit_elu"),
+                            lambda m, d="cpu": m(*to([IMAGES], d))),
 }  # fmt: skip

@@ -1,9 +1,10 @@
 import copy
+import math
 
 import pytest
 import torch
 
-from pyg_implicit.groups import get_group
+from pyg_implicit.groups import get_group, rotation_z
 from pyg_implicit.nn import (
     EquivariantLinear,
     EquivariantMLP,
@@ -11,6 +12,7 @@ from pyg_implicit.nn import (
     HarmonicEmbedding,
     ImplicitKernel,
     InvariantGate,
+    OrbitELU,
     QuotientELU,
     harmonic_polynomials,
 )
@@ -148,6 +150,41 @@ def test_quotient_elu_error_is_small_but_not_zero(float64):
     assert relative["o3"] < 0.1, relative
     with pytest.raises(ValueError, match="irreps: QuotientELU needs"):
         QuotientELU("4x0e+4x1e")
+
+
+@pytest.mark.parametrize("name", ["c4", "d4", "oh"])
+def test_orbit_elu_is_exactly_equivariant_for_its_group_only(name):
+    for dtype, tolerance in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+        torch.set_default_dtype(dtype)
+        try:
+            act = OrbitELU("3x1o+3x0e+3x2e", name)  # blocks in any order
+            x = torch.randn(50, act.irreps_in.dim)
+            assert act.num_points % get_group(name).order == 0 and act.to_grid.dtype == dtype
+            assert_equivariant(act, name, (x,), (act.irreps_in,), act.irreps_out, n_samples=8, tolerance=tolerance)
+        finally:
+            torch.set_default_dtype(torch.float32)
+    # an eighth of a turn lies outside all three groups: the grid is not closed under it
+    outside = rotation_z(math.pi / 4)[None]
+    act = OrbitELU("3x1o+3x0e+3x2e", name).double()
+    x = torch.randn(50, act.irreps_in.dim, dtype=torch.float64)
+    assert equivariance_error(act, outside, (x,), (act.irreps_in,), act.irreps_out).max() > 1e-2
+
+
+def test_orbit_elu_with_a_linear_activation_is_a_multiple_of_the_identity(float64):
+    """Y has full column rank: projecting the samples back recovers the coefficients."""
+    act = OrbitELU("2x0e+2x1o+2x2e+2x3o", "c4", act=lambda t: t)
+    x = torch.randn(10, act.irreps_in.dim)
+    y = act(x)
+    torch.testing.assert_close(y, x * (y / x).mean(), rtol=0, atol=1e-12)
+
+
+def test_orbit_elu_bad_inputs():
+    with pytest.raises(ValueError, match="group: OrbitELU samples the orbits of a finite group, got so2"):
+        OrbitELU("2x0e+2x1o", "so2")
+    with pytest.raises(ValueError, match="irreps: OrbitELU needs"):
+        OrbitELU("2x0e+1x1o", "c4")
+    with pytest.raises(ValueError, match="num_points: 4 points"):
+        OrbitELU("1x0e+1x1o+1x2e", "c4", num_points=4)
 
 
 def test_quotient_elu_kernel_builds_and_is_approximately_equivariant(float64):

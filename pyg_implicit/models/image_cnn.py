@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from ..checkpoint import saveable
 from ..groups import Group, get_group
-from ..nn import InvariantGate
+from ..nn.activation import activation as make_activation
 from ..irreps import IrrepsLike, as_irreps
 from ..nn.dense_conv import ImplicitConv2d
 
@@ -18,7 +18,7 @@ from ..nn.dense_conv import ImplicitConv2d
 @saveable
 class SteerableImageCNN(nn.Module):
     r"""Seven :class:`~pyg_implicit.nn.dense_conv.ImplicitConv2d` layers (3x3, the last 4x4) with
-    equivariant batch norm and gated nonlinearity, 2x2 max pooling of the field norms' pixels after
+    equivariant batch norm and an equivariant nonlinearity, 2x2 max pooling of the field norms' pixels after
     the second (:math:`28 \to 26 \to 24 \to 12 \to 10 \to 8 \to 6 \to 4 \to 1`); the last layer
     returns ``num_classes`` invariant scalars. For C4 / D4 the logits are exactly invariant to
     90-degree rotations (and flips) of the input; for ``so2`` up to resampling. With
@@ -40,6 +40,12 @@ class SteerableImageCNN(nn.Module):
         dropout (float): Probability of dropping a field of a pixel after each hidden layer. (default: :obj:`0.0`)
         invariant_group (str or Group, optional): The subgroup of ``group`` the logits are invariant
             to. (default: ``group``)
+        activation (str): Nonlinearity after every hidden layer: ``"gate"``
+            (:class:`~pyg_implicit.nn.InvariantGate`: functions of the fields' :math:`G`-invariants
+            scale them) or ``"orbit_elu"`` (:class:`~pyg_implicit.nn.OrbitELU`, finite groups and
+            hidden irreps ``mul x (0e + 1o + 2e)``: each channel an ELU of its values on the
+            group's orbits on the sphere, as the G-CNNs' ReLU acts on :math:`|G|` orientations).
+            (default: ``"gate"``)
         **kernel_kwargs: Passed to every :class:`~pyg_implicit.nn.dense_conv.ImplicitConv2d`.
 
     Shapes:
@@ -55,6 +61,7 @@ class SteerableImageCNN(nn.Module):
         kernel_hidden_irreps: Optional[IrrepsLike] = None,
         dropout: float = 0.0,
         invariant_group: Optional[Union[str, Group]] = None,
+        activation: str = "gate",
         **kernel_kwargs,
     ) -> None:
         super().__init__()
@@ -67,8 +74,8 @@ class SteerableImageCNN(nn.Module):
         widths = [as_irreps("1x0e", "in")] + [hidden] * 6
         self.convs = nn.ModuleList(ImplicitConv2d(a, b, 3, group, **kernel_kwargs) for a, b in zip(widths, widths[1:]))
         self.norms = nn.ModuleList(e3nn_nn.BatchNorm(hidden) for _ in range(6))
-        self.gates = nn.ModuleList(InvariantGate(hidden, self.convs[0].group) for _ in range(6))
         self.group = self.convs[0].group
+        self.acts = nn.ModuleList(make_activation(activation, hidden, self.group) for _ in range(6))
         invariant_group = self.group if invariant_group is None else get_group(invariant_group)
         if not invariant_group.is_subgroup_of(self.group):
             raise ValueError(f"invariant_group: expected a subgroup of {self.group.name}, got {invariant_group.name!r}")
@@ -97,9 +104,9 @@ class SteerableImageCNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1:] != (1, 28, 28):
             raise ValueError(f"x: expected images of shape (B, 1, 28, 28), got {tuple(x.shape)}")
-        for i, (conv, norm, gate) in enumerate(zip(self.convs, self.norms, self.gates)):
+        for i, (conv, norm, act) in enumerate(zip(self.convs, self.norms, self.acts)):
             x = conv(x).movedim(1, -1)
-            x = self._field_dropout(gate(norm(x)).movedim(-1, 1))
+            x = self._field_dropout(act(norm(x)).movedim(-1, 1))
             if i == 1:
                 x = self._pool(x)
         return self.out(x).flatten(1)

@@ -1,6 +1,6 @@
 """Layers: harmonic embedding, equivariant linear / bilinear maps, nonlinearities, normalisation, kernels,
 convolutions and blocks."""
-from .activation import InvariantGate, QuotientELU
+from .activation import InvariantGate, OrbitELU, QuotientELU
 from .block import SteerableBlock
 from .conv import ImplicitConv, StandardConv, SteerableConv
 from .data_init import DataDependentInit
@@ -30,6 +30,7 @@ __all__ = [
     "ImplicitKernel",
     "InvariantGate",
     "InvariantSplit",
+    "OrbitELU",
     "QuotientELU",
     "StandardConv",
     "StandardKernel",

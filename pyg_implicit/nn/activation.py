@@ -1,7 +1,8 @@
 r"""Equivariant nonlinearities for fields of restricted irreps."""
 from __future__ import annotations
 
-from typing import Callable, Union
+import math
+from typing import Callable, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -11,8 +12,42 @@ from e3nn.math import normalize2mom
 from torch import nn
 
 from ..groups import Group, get_group
-from ..irreps import IrrepsLike, as_irreps, check_features, fields
+from ..irreps import Field, IrrepsLike, as_irreps, check_features, fields
 from .invariants import InvariantSplit
+
+
+def _sphere_function_layout(irreps: o3.Irreps, name: str) -> Tuple[int, Tuple[Field, ...]]:
+    """``mul`` and the block of each ``l = 0, 1, ..., L`` of ``irreps = mul x (0e + 1o + 2e + ...)``: ``mul``
+    band-limited functions on the sphere. A clear error for any other irreps."""
+    muls = {mul for mul, _ in irreps}
+    lmax = irreps.lmax
+    expected = o3.Irreps([(next(iter(muls)), (l, (-1) ** l)) for l in range(lmax + 1)]) if len(muls) == 1 else None
+    if expected is None or irreps.sort().irreps.simplify() != expected or len(irreps) != lmax + 1:
+        raise ValueError(f"irreps: {name} needs mul x (0e + 1o + 2e + ...) with every l <= lmax once, got {irreps}")
+    layout = fields(irreps)
+    return next(iter(muls)), tuple(layout[[ir.l for _, ir in irreps].index(l)] for l in range(lmax + 1))
+
+
+def _functions(x: torch.Tensor, mul: int, blocks: Tuple[Field, ...]) -> torch.Tensor:
+    """``[*, dim] -> [*, mul, (L+1)^2]``: each channel's coefficients of ``l = 0, ..., L`` side by side."""
+    return torch.cat([x[..., f.start : f.stop].reshape(*x.shape[:-1], mul, f.dim) for f in blocks], dim=-1)
+
+
+def _coefficients(y: torch.Tensor, blocks: Tuple[Field, ...], dim: int) -> torch.Tensor:
+    """The inverse of :func:`_functions`: ``[*, mul, (L+1)^2] -> [*, dim]`` in the layout of the irreps."""
+    out = y.new_empty(*y.shape[:-2], dim)
+    for l, f in enumerate(blocks):
+        out[..., f.start : f.stop] = y[..., l * l : (l + 1) ** 2].flatten(-2)
+    return out
+
+
+def _fibonacci_sphere(n: int) -> torch.Tensor:
+    """``n`` nearly uniform unit vectors (float64, ``[n, 3]``), none on the z axis."""
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    z = 1 - 2 * i / n
+    phi = math.pi * (3 - math.sqrt(5)) * i
+    r = (1 - z**2).sqrt()
+    return torch.stack([r * phi.cos(), r * phi.sin(), z], dim=-1)
 
 
 class InvariantGate(nn.Module):
@@ -130,42 +165,107 @@ class QuotientELU(nn.Module):
     def __init__(self, irreps: IrrepsLike, resolution: int = 20) -> None:
         super().__init__()
         self.irreps_in = self.irreps_out = as_irreps(irreps, "irreps")
-        irreps = self.irreps_in
-        muls = {mul for mul, _ in irreps}
-        lmax = irreps.lmax
-        expected = o3.Irreps([(next(iter(muls)), (l, (-1) ** l)) for l in range(lmax + 1)]) if len(muls) == 1 else None
-        if expected is None or irreps.simplify() != expected.simplify() or len(irreps) != lmax + 1:
-            raise ValueError(
-                f"irreps: QuotientELU needs mul x (0e + 1o + 2e + ...) with every l <= lmax once, got {irreps}"
-            )
-        self.mul = next(iter(muls))
-        # the input block of each l, in order l = 0, 1, ..., L
-        layout = fields(irreps)
-        self._blocks = tuple(layout[[ir.l for _, ir in irreps].index(l)] for l in range(lmax + 1))
-        self._dim = irreps.dim
+        self.mul, self._blocks = _sphere_function_layout(self.irreps_in, "QuotientELU")
+        lmax = len(self._blocks) - 1
+        self._dim = self.irreps_in.dim
         self.s2 = e3nn_nn.S2Activation(io.SphericalTensor(lmax, p_val=1, p_arg=-1), F.elu, resolution)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self._dim, "x", self.irreps_in)
-        blocks = [x[..., f.start : f.stop].reshape(*x.shape[:-1], self.mul, f.dim) for f in self._blocks]
-        y = self.s2(torch.cat(blocks, dim=-1))  # [*, mul, (L+1)^2], channels as functions on the sphere
-        out = x.new_empty(*x.shape[:-1], self._dim)
-        for l, f in enumerate(self._blocks):
-            out[..., f.start : f.stop] = y[..., l * l : (l + 1) ** 2].flatten(-2)
-        return out
+        y = self.s2(_functions(x, self.mul, self._blocks))  # [*, mul, (L+1)^2], channels as functions on the sphere
+        return _coefficients(y, self._blocks, self._dim)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.irreps_in})"
 
 
-ACTIVATIONS = ("gate", "scalar_gate", "quotient_elu")
+class OrbitELU(nn.Module):
+    r"""The spherical quotient ELU sampled on a union of :math:`G`-orbits: exact for every finite :math:`G`.
+
+    Each channel :math:`u` of irreps ``mul x (0e + 1o + 2e + ...)`` (every :math:`l \le L` once,
+    parity :math:`(-1)^l`) is read as a band-limited function on the sphere,
+    :math:`f_u(n) = \sum_l Y^l(n) \cdot A^l_u`, sampled on the points
+    :math:`S = \{g\, s : g \in G,\ s \in S_0\}` (the orbits of a Fibonacci set :math:`S_0`),
+    activated pointwise and projected back by least squares:
+
+    .. math::
+        A_u' = Y^{+}\, \mathrm{ELU}(Y A_u), \qquad Y = \big[Y^l(n)\big]_{n \in S} \in \mathbb{R}^{|S| \times \dim}.
+
+    With parity :math:`(-1)^l`, :math:`Y^l(g n) = D^l(g) Y^l(n)` for every :math:`g \in O(3)`, so
+    acting on :math:`A` by :math:`g \in G` permutes the samples (:math:`S` is closed under
+    :math:`G`): :math:`Y D(g) = P_g Y` for a permutation :math:`P_g`, hence :math:`Y^{+} P_g = D(g) Y^{+}`, and the ELU commutes with
+    :math:`P_g`. The map is therefore exactly :math:`G`-equivariant, the finite-group counterpart of
+    a regular representation with a pointwise nonlinearity (the G-CNNs' ReLU on :math:`|G|`
+    orientations; escnn's ``QuotientFourierELU``): unlike a gate it acts on the field's direction,
+    not only on its invariants. :class:`QuotientELU` samples a fine grid instead, equivariant to
+    every rotation only approximately. For a linear activation the map is the identity (:math:`Y`
+    has full column rank, checked). The samples are scaled to unit second moment for inputs of unit
+    second moment per component, and ELU is rescaled to unit second moment on
+    :math:`\mathcal{N}(0, 1)` (``normalize2mom``).
+
+    Args:
+        irreps (str or Irreps): ``mul x (0e + 1o + 2e + ...)``, written in any order of blocks.
+        group (str or Group): A finite group (``c4``, ``d4``, ``oh``, ...).
+        num_points (int): Least number of sample points; rounded up to a multiple of the group's
+            order. (default: :obj:`32`)
+        act (callable): The pointwise nonlinearity. (default: ELU)
+
+    Shapes:
+        - **input:** :math:`(*, \dim)`
+        - **output:** :math:`(*, \dim)`
+    """
+
+    def __init__(
+        self,
+        irreps: IrrepsLike,
+        group: Union[str, Group],
+        num_points: int = 32,
+        act: Callable[[torch.Tensor], torch.Tensor] = F.elu,
+    ) -> None:
+        super().__init__()
+        self.irreps_in = self.irreps_out = as_irreps(irreps, "irreps")
+        self.group = get_group(group)
+        if not self.group.is_finite:
+            raise ValueError(
+                f"group: OrbitELU samples the orbits of a finite group, got {self.group.name} (use InvariantGate, or "
+                "QuotientELU for an approximately equivariant ELU)"
+            )
+        self.mul, self._blocks = _sphere_function_layout(self.irreps_in, "OrbitELU")
+        lmax = len(self._blocks) - 1
+        order = self.group.order
+        seeds = -(-max(int(num_points), 1) // order)
+        points = (self.group.coset_representatives @ _fibonacci_sphere(seeds).T).transpose(1, 2).reshape(-1, 3)  # [|G| seeds, 3]
+        sh = o3.spherical_harmonics(list(range(lmax + 1)), points, normalize=True, normalization="component")
+        to_grid = sh / math.sqrt(sh.shape[1])  # [N, dim]: E f^2 = 1 for unit-variance coefficients
+        if int(torch.linalg.matrix_rank(to_grid)) < to_grid.shape[1]:
+            raise ValueError(f"num_points: {points.shape[0]} points on {self.group.name}'s orbits do not determine l <= {lmax}")
+        self.num_points = points.shape[0]
+        dtype = torch.get_default_dtype()
+        self.register_buffer("to_grid", to_grid.T.to(dtype), persistent=False)  # [dim, N]
+        self.register_buffer("from_grid", torch.linalg.pinv(to_grid).T.to(dtype), persistent=False)  # [N, dim]
+        self.act = normalize2mom(act)
+        self._dim = self.irreps_in.dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_features(x, self._dim, "x", self.irreps_in)
+        y = self.act(_functions(x, self.mul, self._blocks) @ self.to_grid) @ self.from_grid
+        return _coefficients(y, self._blocks, self._dim)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.irreps_in}, group={self.group.name}, num_points={self.num_points})"
+
+
+ACTIVATIONS = ("gate", "scalar_gate", "quotient_elu", "orbit_elu")
 
 
 def activation(name: str, irreps: IrrepsLike, group: Union[str, Group]) -> nn.Module:
     """The equivariant nonlinearity named ``name`` on ``irreps``: ``"gate"`` (:class:`InvariantGate`),
-    ``"scalar_gate"`` (:class:`InvariantGate` with ``scalar_invariants=True``) or ``"quotient_elu"``."""
+    ``"scalar_gate"`` (:class:`InvariantGate` with ``scalar_invariants=True``), ``"quotient_elu"`` or
+    ``"orbit_elu"`` (:class:`OrbitELU`, finite groups)."""
     if name in ("gate", "scalar_gate"):
         return InvariantGate(irreps, group, scalar_invariants=name == "scalar_gate")
     if name == "quotient_elu":
         return QuotientELU(irreps)
+    if name == "orbit_elu":
+        return OrbitELU(irreps, group)
     raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {name!r}")
