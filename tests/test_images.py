@@ -64,15 +64,19 @@ def test_steerable_image_cnn_logits_are_invariant_on_the_grid(float64, group):
         torch.testing.assert_close(model(transform_image(x, R)), y, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("group", ["c4", "d4"])
-def test_steerable_image_cnn_with_orbit_elu_is_invariant_on_the_grid(float64, group):
-    model = SteerableImageCNN("2x0e+2x1o+2x2e", group, kernel_hidden_irreps="1x0e+1x1o+1x2e", activation="orbit_elu").eval()
+@pytest.mark.parametrize("group, batch_norm", [("c4", "o3"), ("c4", "group"), ("d4", "group")])
+def test_steerable_image_cnn_with_orbit_elu_is_invariant_on_the_grid(float64, group, batch_norm):
+    model = SteerableImageCNN("2x0e+2x1o+2x2e", group, kernel_hidden_irreps="1x0e+1x1o+1x2e", activation="orbit_elu", batch_norm=batch_norm)
     x = torch.randn(2, 1, 28, 28)
+    model(torch.randn(4, 1, 28, 28))  # batch norm statistics away from their initial values
+    model.eval()
     y = model(x)
     for R in get_group(group).coset_representatives:
         torch.testing.assert_close(model(transform_image(x, R)), y, rtol=0, atol=1e-10)
     with pytest.raises(ValueError, match="irreps: OrbitELU needs"):
         SteerableImageCNN("2x0e+1x1o", group, activation="orbit_elu")
+    with pytest.raises(ValueError, match="batch_norm: expected 'o3' or 'group'"):
+        SteerableImageCNN("2x0e+1x1o", group, batch_norm="layer")
 
 
 def test_steerable_image_cnn_for_c4_is_not_invariant_to_mirrors(float64):

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from ..checkpoint import saveable
 from ..groups import Group, get_group
 from ..nn.activation import activation as make_activation
+from ..nn.norm import EquivariantBatchNorm
 from ..irreps import IrrepsLike, as_irreps
 from ..nn.dense_conv import ImplicitConv2d
 
@@ -46,6 +47,11 @@ class SteerableImageCNN(nn.Module):
             hidden irreps ``mul x (0e + 1o + 2e)``: each channel an ELU of its values on the
             group's orbits on the sphere, as the G-CNNs' ReLU acts on :math:`|G|` orientations).
             (default: ``"gate"``)
+        batch_norm (str): ``"o3"`` (e3nn's ``BatchNorm``: ``0e`` fields centred, every other field
+            divided by its RMS norm) or ``"group"`` (:class:`~pyg_implicit.nn.EquivariantBatchNorm`
+            over ``group``: every :math:`G`-invariant component centred and given its own bias, e.g.
+            under C4 the :math:`z` component of a ``1o`` field, every :math:`G`-stable block scaled
+            apart). (default: ``"o3"``)
         **kernel_kwargs: Passed to every :class:`~pyg_implicit.nn.dense_conv.ImplicitConv2d`.
 
     Shapes:
@@ -62,6 +68,7 @@ class SteerableImageCNN(nn.Module):
         dropout: float = 0.0,
         invariant_group: Optional[Union[str, Group]] = None,
         activation: str = "gate",
+        batch_norm: str = "o3",
         **kernel_kwargs,
     ) -> None:
         super().__init__()
@@ -73,8 +80,11 @@ class SteerableImageCNN(nn.Module):
         hidden = as_irreps(hidden_irreps, "hidden_irreps")
         widths = [as_irreps("1x0e", "in")] + [hidden] * 6
         self.convs = nn.ModuleList(ImplicitConv2d(a, b, 3, group, **kernel_kwargs) for a, b in zip(widths, widths[1:]))
-        self.norms = nn.ModuleList(e3nn_nn.BatchNorm(hidden) for _ in range(6))
         self.group = self.convs[0].group
+        if batch_norm not in ("o3", "group"):
+            raise ValueError(f"batch_norm: expected 'o3' or 'group', got {batch_norm!r}")
+        norm = (lambda: e3nn_nn.BatchNorm(hidden)) if batch_norm == "o3" else (lambda: EquivariantBatchNorm(hidden, self.group))
+        self.norms = nn.ModuleList(norm() for _ in range(6))
         self.acts = nn.ModuleList(make_activation(activation, hidden, self.group) for _ in range(6))
         invariant_group = self.group if invariant_group is None else get_group(invariant_group)
         if not invariant_group.is_subgroup_of(self.group):
