@@ -20,22 +20,14 @@ import argparse
 import torch
 from torch.func import functional_call, jacrev
 
-from pyg_implicit.groups import get_group, irreps_D
+from pyg_implicit.groups import get_group
 from pyg_implicit.nn import ImplicitConv2d
-from pyg_implicit.nn.image_action import grid_group, transform_image
+from pyg_implicit.nn.basis_conv import steerable_grid_basis
 
 
 def steerable_dimension(conv: ImplicitConv2d, group: str) -> int:
     """Dimension of the space of ``group``-steerable kernels on the layer's grid (a finite group that maps the grid onto itself)."""
-    elements = grid_group(group).coset_representatives.to(torch.float64)
-    shape = conv.weight().shape
-    basis = torch.eye(shape.numel(), dtype=torch.float64).view(-1, *shape)  # every kernel entry on its own
-    projected = 0
-    for R in elements:
-        D_out, D_in = irreps_D(conv.irreps_out, R).to(basis), irreps_D(conv.irreps_in, R).to(basis)
-        moved = transform_image(basis.flatten(0, 1), R).view_as(basis)  # K(R^-1 u) on the spatial axes
-        projected = projected + torch.einsum("ab,nbcxy,dc->nadxy", D_out, moved, D_in)
-    return int(torch.linalg.matrix_rank((projected / len(elements)).flatten(1)))
+    return steerable_grid_basis(conv.irreps_in, conv.irreps_out, conv.kernel_size, group).shape[0]
 
 
 class KernelWeight(torch.nn.Module):

@@ -36,25 +36,25 @@ def hidden_irreps(k: int) -> str:
 
 
 def build_model(name: str, size: int, group: str, kernel_width: int = 2, dropout: float = 0.3,
-                invariant_group: Optional[str] = None, activation: str = "gate", batch_norm: str = "o3") -> torch.nn.Module:
+                invariant_group: Optional[str] = None, activation: str = "gate", batch_norm: str = "o3", kernel: str = "implicit") -> torch.nn.Module:
     if name in ("z2cnn", "z2cnn-ien"):
         return GCNN("z2", size, dropout=dropout, invariant_group=invariant_group)  # none to pool over: an error if given
     if name in ("p4cnn", "p4mcnn"):
         return GCNN(name[:-3], size, dropout=dropout, invariant_group=invariant_group)
     if name == "ik":
-        kernel_hidden = f"{kernel_width}x0e+{kernel_width}x1o+{kernel_width}x2e"
+        kernel_hidden = f"{kernel_width}x0e+{kernel_width}x1o+{kernel_width}x2e" if kernel == "implicit" else None
         # OrbitELU reads each channel of 0e + 1o + 2e as one function on the sphere: size counts channels, not fields
         hidden = f"{size}x0e+{size}x1o+{size}x2e" if activation == "orbit_elu" else hidden_irreps(size)
         return SteerableImageCNN(hidden, group, kernel_hidden_irreps=kernel_hidden, dropout=dropout,
-                                 invariant_group=invariant_group, activation=activation, batch_norm=batch_norm)  # fmt: skip
+                                 invariant_group=invariant_group, activation=activation, batch_norm=batch_norm, kernel=kernel)  # fmt: skip
     raise ValueError(f"model: expected one of {MODELS}, got {name!r}")
 
 
 def sized_model(name: str, group: str, budget: int, dropout: float = 0.3, kernel_width: int = 2, invariant_group: Optional[str] = None,
-                activation: str = "gate", batch_norm: str = "o3"):
+                activation: str = "gate", batch_norm: str = "o3", kernel: str = "implicit"):
     """The model closest to ``budget`` parameters, sized by its channels (fields, for implicit kernels:
     their G-MLPs keep ``kernel_width`` fields of each of 0e, 1o, 2e)."""
-    model, size = match_budget(lambda s: build_model(name, s, group, kernel_width, dropout, invariant_group, activation, batch_norm), budget)
+    model, size = match_budget(lambda s: build_model(name, s, group, kernel_width, dropout, invariant_group, activation, batch_norm, kernel), budget)
     return model, size
 
 
@@ -67,6 +67,8 @@ def parse_args(argv=None):
                         "invariant to (c4 for p4mcnn / d4: mirror-equivariant features, logits that tell mirror images apart)")
     parser.add_argument("--activation", choices=["gate", "orbit_elu"], default="gate",
                         help="nonlinearity of the implicit-kernel CNN (orbit_elu: finite groups; hidden fields mul x (0e + 1o + 2e))")
+    parser.add_argument("--kernel", choices=["implicit", "basis"], default="implicit",
+                        help="kernels of the implicit-kernel CNN (basis: weights times an orthonormal basis of the steerable kernels on the grid)")
     parser.add_argument("--batch-norm", choices=["o3", "group"], default="o3",
                         help="batch norm of the implicit-kernel CNN (group: every invariant component of the group centred, with a bias)")
     parser.add_argument("--size", type=int, help="channels of the G-CNNs / fields of the implicit-kernel CNN (orbit_elu: channels of "
@@ -130,6 +132,7 @@ def main(argv=None) -> dict:
     tag = args.model + (f"-{args.group}" if args.model == "ik" else "") + (f"-inv-{args.invariant_group}" if args.invariant_group else "")
     tag += f"-{args.activation}" if args.model == "ik" and args.activation != "gate" else ""
     tag += "-groupbn" if args.model == "ik" and args.batch_norm == "group" else ""
+    tag += "-basis" if args.model == "ik" and args.kernel == "basis" else ""
     out_dir = args.out_dir or os.path.join("runs", "images", f"{tag}_s{args.seed}")
     with distributed() as (rank, _):
         with rank_zero_first():  # rank 0 builds and caches the rotated digits, the others then load them
@@ -140,11 +143,11 @@ def main(argv=None) -> dict:
         if args.model in ("z2cnn", "z2cnn-ien") or args.size:
             size = args.size or 20
             model = build_model(args.model, size, args.group, args.kernel_width, args.dropout, args.invariant_group, args.activation,
-                                args.batch_norm)
+                                args.batch_norm, args.kernel)
         else:
             model, size = sized_model(args.model, args.group, budget, args.dropout, args.kernel_width, args.invariant_group, args.activation,
-                                      args.batch_norm)
-        kernel_width = args.kernel_width if args.model == "ik" else None
+                                      args.batch_norm, args.kernel)
+        kernel_width = args.kernel_width if args.model == "ik" and args.kernel == "implicit" else None
         ien = None
         if args.model == "z2cnn-ien":  # logits invariant, hidden maps equivariant with channels as 5 x 4 orientations
             sample, rotate, layers = ien_layers()
@@ -159,7 +162,8 @@ def main(argv=None) -> dict:
 
         extra = {"task": "rotated_mnist", "model": tag, "size": size, "kernel_width": kernel_width,
                  "activation": args.activation if args.model == "ik" else None,
-                 "batch_norm": args.batch_norm if args.model == "ik" else None, "sizes": [len(s) for s in splits],
+                 "batch_norm": args.batch_norm if args.model == "ik" else None,
+                 "kernel": args.kernel if args.model == "ik" else None, "sizes": [len(s) for s in splits],
                  "ien_weight": args.ien_weight if ien is not None else None}  # fmt: skip
         config = config_from_args(args, out_dir, extra)
         metrics = fit(model, *splits, loss_fn, config, metric_fn=error)

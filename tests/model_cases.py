@@ -67,4 +67,5 @@ CASES = {
                   lambda m, d="cpu": m(*to([IMAGES], d))),
     "image_cnn_orbit_elu": (lambda: SteerableImageCNN("1x0e+1x1o+1x2e", group="d4", kernel_hidden_irreps="1x0e+1x1o+1x2e", activation="orbit_elu"),
                             lambda m, d="cpu": m(*to([IMAGES], d))),
+    "image_cnn_basis": (lambda: SteerableImageCNN("1x0e+1x1o+1x2e", group="c4", kernel="basis"), lambda m, d="cpu": m(*to([IMAGES], d))),
 }  # fmt: skip

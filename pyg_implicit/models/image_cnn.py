@@ -1,6 +1,7 @@
-r"""A steerable CNN for images with implicit kernels (paper sec. 3.5), in the layout of the G-CNN networks."""
+r"""A steerable CNN for images with implicit (or explicit-basis) kernels (paper sec. 3.5), in the layout of the G-CNN networks."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional, Union
 
 import torch
@@ -13,12 +14,13 @@ from ..groups import Group, get_group
 from ..nn.activation import activation as make_activation
 from ..nn.norm import EquivariantBatchNorm
 from ..irreps import IrrepsLike, as_irreps
+from ..nn.basis_conv import BasisConv2d
 from ..nn.dense_conv import ImplicitConv2d
 
 
 @saveable
 class SteerableImageCNN(nn.Module):
-    r"""Seven :class:`~pyg_implicit.nn.dense_conv.ImplicitConv2d` layers (3x3, the last 4x4) with
+    r"""Seven steerable convolutions (:class:`~pyg_implicit.nn.dense_conv.ImplicitConv2d`; 3x3, the last 4x4) with
     equivariant batch norm and an equivariant nonlinearity, 2x2 max pooling of the field norms' pixels after
     the second (:math:`28 \to 26 \to 24 \to 12 \to 10 \to 8 \to 6 \to 4 \to 1`); the last layer
     returns ``num_classes`` invariant scalars. For C4 / D4 the logits are exactly invariant to
@@ -52,6 +54,11 @@ class SteerableImageCNN(nn.Module):
             over ``group``: every :math:`G`-invariant component centred and given its own bias, e.g.
             under C4 the :math:`z` component of a ``1o`` field, every :math:`G`-stable block scaled
             apart). (default: ``"o3"``)
+        kernel (str): ``"implicit"`` (:class:`~pyg_implicit.nn.dense_conv.ImplicitConv2d`, the
+            paper's kernel G-MLP at the pixel centres) or ``"basis"``
+            (:class:`~pyg_implicit.nn.basis_conv.BasisConv2d`: weights times an orthonormal basis of
+            every steerable kernel on the grid; C4 / D4 only, no kernel keyword arguments): the same
+            kernel space, parametrised explicitly. (default: ``"implicit"``)
         **kernel_kwargs: Passed to every :class:`~pyg_implicit.nn.dense_conv.ImplicitConv2d`.
 
     Shapes:
@@ -69,6 +76,7 @@ class SteerableImageCNN(nn.Module):
         invariant_group: Optional[Union[str, Group]] = None,
         activation: str = "gate",
         batch_norm: str = "o3",
+        kernel: str = "implicit",
         **kernel_kwargs,
     ) -> None:
         super().__init__()
@@ -79,7 +87,15 @@ class SteerableImageCNN(nn.Module):
             kernel_kwargs["hidden_irreps"] = kernel_hidden_irreps
         hidden = as_irreps(hidden_irreps, "hidden_irreps")
         widths = [as_irreps("1x0e", "in")] + [hidden] * 6
-        self.convs = nn.ModuleList(ImplicitConv2d(a, b, 3, group, **kernel_kwargs) for a, b in zip(widths, widths[1:]))
+        if kernel == "implicit":
+            conv = partial(ImplicitConv2d, **kernel_kwargs)
+        elif kernel == "basis":
+            if kernel_kwargs:
+                raise ValueError(f"kernel: 'basis' takes no kernel keyword arguments, got {sorted(kernel_kwargs)}")
+            conv = BasisConv2d
+        else:
+            raise ValueError(f"kernel: expected 'implicit' or 'basis', got {kernel!r}")
+        self.convs = nn.ModuleList(conv(a, b, 3, group) for a, b in zip(widths, widths[1:]))
         self.group = self.convs[0].group
         if batch_norm not in ("o3", "group"):
             raise ValueError(f"batch_norm: expected 'o3' or 'group', got {batch_norm!r}")
@@ -89,7 +105,7 @@ class SteerableImageCNN(nn.Module):
         invariant_group = self.group if invariant_group is None else get_group(invariant_group)
         if not invariant_group.is_subgroup_of(self.group):
             raise ValueError(f"invariant_group: expected a subgroup of {self.group.name}, got {invariant_group.name!r}")
-        self.out = ImplicitConv2d(hidden, f"{num_classes}x0e", 4, invariant_group, **kernel_kwargs)
+        self.out = conv(hidden, f"{num_classes}x0e", 4, invariant_group)
         self._field_dims = [ir.dim for mul, ir in hidden for _ in range(mul)]
         channel_field = [f for f, dim in enumerate(self._field_dims) for _ in range(dim)]
         self.register_buffer("_channel_field", torch.tensor(channel_field), persistent=False)

@@ -28,12 +28,42 @@ from .image_action import grid_preserving, transform_image
 from .kernel import ImplicitKernel
 from .linear import invariant_bias_vector, register_invariant_bias
 
-__all__ = ["ImplicitConv2d", "ImplicitConv3d", "transform_field_image"]
+__all__ = ["DenseSteerableConv", "ImplicitConv2d", "ImplicitConv3d", "transform_field_image"]
 
 
-class _DenseImplicitConv(nn.Module):
+class DenseSteerableConv(nn.Module):
+    r"""What every dense steerable convolution shares: ``conv2d`` / ``conv3d`` with the weight of
+    :meth:`weight` and a :math:`G`-invariant bias. Subclasses set ``dims`` and define :meth:`weight`."""
+
     dims: int
 
+    def _init_conv(self, irreps_out, group: Group, kernel_size: int, stride: int, padding: int, bias: bool) -> None:
+        if not (isinstance(kernel_size, int) and kernel_size > 0):
+            raise ValueError(f"kernel_size: expected a positive int, got {kernel_size!r}")
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.bias = None
+        self._bias_fields = register_invariant_bias(self, irreps_out, group) if bias else ()
+
+    def weight(self) -> Tensor:
+        """The convolution weight ``[d_out, d_in, k, ..., k]``."""
+        raise NotImplementedError
+
+    def bias_vector(self) -> Tensor:
+        """The :math:`G`-invariant bias ``[d_out]``."""
+        return invariant_bias_vector(self, self._bias_fields, self.irreps_out.dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != self.dims + 2:
+            raise ValueError(f"x: expected shape (B, {self.irreps_in.dim}, {', '.join('S' * self.dims)}), got {tuple(x.shape)}")
+        check_features(x.movedim(1, -1), self.irreps_in.dim, "x", self.irreps_in)
+        conv = F.conv2d if self.dims == 2 else F.conv3d
+        out = conv(x, self.weight(), stride=self.stride, padding=self.padding)
+        if self.bias is not None:
+            out = out + self.bias_vector().to(out).view(1, -1, *[1] * self.dims)
+        return out
+
+
+class _DenseImplicitConv(DenseSteerableConv):
     def __init__(
         self,
         irreps_in: IrrepsLike,
@@ -47,18 +77,15 @@ class _DenseImplicitConv(nn.Module):
         **kernel_kwargs,
     ) -> None:
         super().__init__()
-        if not (isinstance(kernel_size, int) and kernel_size > 0):
-            raise ValueError(f"kernel_size: expected a positive int, got {kernel_size!r}")
         self.kernel = ImplicitKernel(irreps_in, irreps_out, group, **kernel_kwargs)
         self.irreps_in, self.irreps_out, self.group = self.kernel.irreps_in, self.kernel.irreps_out, self.kernel.group
-        self.kernel_size, self.stride, self.padding, self.spacing = kernel_size, stride, padding, spacing
+        self._init_conv(self.irreps_out, self.group, kernel_size, stride, padding, bias)
+        self.spacing = spacing
         centre = (kernel_size - 1) / 2
         axes = torch.arange(kernel_size, dtype=torch.get_default_dtype()) - centre
         grid = torch.stack(torch.meshgrid(*[axes] * self.dims, indexing="ij"), dim=-1).reshape(-1, self.dims)
         grid = torch.cat([grid, grid.new_zeros(len(grid), 3 - self.dims)], dim=1)
         self.register_buffer("grid", spacing * grid, persistent=False)  # [k^dims, 3]
-        self.bias = None
-        self._bias_fields = register_invariant_bias(self, self.irreps_out, self.group) if bias else ()
 
     def reset_parameters(self) -> None:
         self.kernel.reset_parameters()
@@ -69,20 +96,6 @@ class _DenseImplicitConv(nn.Module):
         """The convolution weight ``[d_out, d_in, k, ..., k]`` from the kernel MLP at the grid centres."""
         K = self.kernel.materialize(self.grid)  # [k^dims, d_out, d_in]
         return K.permute(1, 2, 0).reshape(K.shape[1], K.shape[2], *[self.kernel_size] * self.dims)
-
-    def bias_vector(self) -> Tensor:
-        """The :math:`G`-invariant bias ``[d_out]``."""
-        return invariant_bias_vector(self, self._bias_fields, self.irreps_out.dim).to(self.grid)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != self.dims + 2:
-            raise ValueError(f"x: expected shape (B, {self.irreps_in.dim}, {', '.join('S' * self.dims)}), got {tuple(x.shape)}")
-        check_features(x.movedim(1, -1), self.irreps_in.dim, "x", self.irreps_in)
-        conv = F.conv2d if self.dims == 2 else F.conv3d
-        out = conv(x, self.weight(), stride=self.stride, padding=self.padding)
-        if self.bias is not None:
-            out = out + self.bias_vector().view(1, -1, *[1] * self.dims)
-        return out
 
     def extra_repr(self) -> str:
         return (f"{self.irreps_in} -> {self.irreps_out}, kernel_size={self.kernel_size}, group={self.group.name}, "
