@@ -41,14 +41,18 @@ class KernelWeight(torch.nn.Module):
         return self.conv.weight()
 
 
-def reachable_dimension(conv: ImplicitConv2d, prefix: str = "") -> tuple[int, int]:
-    """(dimension, parameter count) of the kernels reached by varying the parameters whose names start with ``prefix``:
-    the rank of the Jacobian of the weight with respect to them."""
+def reachable_dimension(conv: ImplicitConv2d, prefix: str = "") -> tuple[int, int, float]:
+    """(dimension, parameter count, condition number) of the kernels reached by varying the parameters whose names start
+    with ``prefix``: the rank of the Jacobian :math:`J` of the weight with respect to them, and the ratio of its largest to
+    its smallest non-zero singular value (how much slower gradient descent moves the kernel along the weakest reached
+    direction than along the strongest; 1 for an orthonormal basis, :class:`~pyg_implicit.nn.basis_conv.BasisConv2d`)."""
     module = KernelWeight(conv)
     params = {name: p.detach() for name, p in module.named_parameters() if name.startswith("conv." + prefix)}
     jacobian = jacrev(lambda p: functional_call(module, p, (), strict=False).flatten())(params)
     J = torch.cat([j.reshape(j.shape[0], -1) for j in jacobian.values()], dim=1)  # [kernel entries, parameters]
-    return int(torch.linalg.matrix_rank(J)), sum(p.numel() for p in params.values())
+    s = torch.linalg.svdvals(J.detach())
+    s = s[s > s[0] * max(J.shape) * torch.finfo(J.dtype).eps]  # matrix_rank's tolerance
+    return len(s), sum(p.numel() for p in params.values()), float(s[0] / s[-1])
 
 
 def span_table(groups: list[str], kernel_hidden: list[str], fields: str = "1x0e+1x1o+1x2e", seed: int = 0) -> list[dict]:
@@ -62,11 +66,11 @@ def span_table(groups: list[str], kernel_hidden: list[str], fields: str = "1x0e+
                 conv = ImplicitConv2d(fields, fields, 3, group, hidden_irreps=hidden)
                 conv(torch.randn(8, conv.irreps_in.dim, 6, 6, dtype=torch.float64))  # the data-dependent initialisation
                 conv.eval()
-                by_B, B_weights = reachable_dimension(conv, "kernel.tensor_product.")
-                by_all, parameters = reachable_dimension(conv)
+                by_B, B_weights, B_condition = reachable_dimension(conv, "kernel.tensor_product.")
+                by_all, parameters, _ = reachable_dimension(conv)
                 finite = get_group(group).is_finite
                 rows.append({"group": group, "hidden": hidden, "steerable": steerable_dimension(conv, group if finite else "c4"),
-                             "exact": finite, "by_B": by_B, "B_weights": B_weights, "by_all": by_all, "parameters": parameters})  # fmt: skip
+                             "exact": finite, "by_B": by_B, "B_weights": B_weights, "B_condition": B_condition, "by_all": by_all, "parameters": parameters})  # fmt: skip
     finally:
         torch.set_default_dtype(dtype)
     return rows
@@ -81,11 +85,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     rows = span_table(args.groups, [f"{w}x0e+{w}x1o+{w}x2e" for w in args.widths] + args.kernel_hidden, args.fields)
     print(f"3x3 implicit kernels, {args.fields} -> {args.fields}")
-    print("| group | G-MLP hidden irreps | steerable kernels on the grid | reached by B | B's weights | reached by all parameters | parameters |")
-    print("|---|---|---|---|---|---|---|")
+    print("| group | G-MLP hidden irreps | steerable kernels on the grid | reached by B | B's weights | condition number of B's map "
+          "| reached by all parameters | parameters |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         space = f"{r['steerable']}" if r["exact"] else f"<= {r['steerable']} (the C4 space)"
-        print(f"| {r['group']} | {r['hidden']} | {space} | {r['by_B']} | {r['B_weights']} | {r['by_all']} | {r['parameters']} |")
+        print(f"| {r['group']} | {r['hidden']} | {space} | {r['by_B']} | {r['B_weights']} | {r['B_condition']:.0f} | {r['by_all']} | "
+              f"{r['parameters']} |")
     return rows
 
 
