@@ -46,6 +46,8 @@ MODELS = {  # label: train_images.py flags
     # the C4 width-1 network's fields, gates and kernel space (183 dimensions a pair of 0e + 1o + 2e fields, all reached at width 1), with
     # the kernel an orthonormal basis of that space times one weight per dimension (BasisConv2d): 21,214 parameters against 21,209
     "C4 steerable CNN, explicit kernel basis": ["--model", "ik", "--group", "c4", "--lr", "1e-2", "--kernel", "basis", "--size", "12"],
+    "D4 steerable CNN, explicit kernel basis, C4-invariant logits": ["--model", "ik", "--group", "d4", "--invariant-group", "c4", "--lr", "1e-2",
+                                                                     "--kernel", "basis"],
 }
 IEN = "Z2CNN + IEN loss"
 PAPER = {"Z2CNN": "5.03", "P4CNN": "2.28"}  # Cohen & Welling (2016), Table 1
