@@ -48,6 +48,12 @@ MODELS = {  # label: train_images.py flags
     "C4 steerable CNN, explicit kernel basis": ["--model", "ik", "--group", "c4", "--lr", "1e-2", "--kernel", "basis", "--size", "12"],
     "D4 steerable CNN, explicit kernel basis, C4-invariant logits": ["--model", "ik", "--group", "d4", "--invariant-group", "c4", "--lr", "1e-2",
                                                                      "--kernel", "basis"],
+    # the readout: the P4CNN's max over the rotations of its last map against a mean (a linear invariant map of the last hidden
+    # layer, as the implicit-kernel CNNs have); and the width-1 C4 network with a nonlinear invariant readout: its last kernel
+    # gives 10 1o fields, whose C4-invariants (z and the norm of (x, y)) a linear layer maps to the logits (23,019 parameters)
+    "P4CNN, mean readout": ["--model", "p4cnn", "--readout", "mean"],
+    "implicit-kernel CNN, C4, G-MLP width 1, invariant readout": ["--model", "ik", "--group", "c4", "--lr", "1e-2", "--kernel-width", "1",
+                                                                  "--size", "12", "--readout-irreps", "10x1o"],
 }
 IEN = "Z2CNN + IEN loss"
 PAPER = {"Z2CNN": "5.03", "P4CNN": "2.28"}  # Cohen & Welling (2016), Table 1

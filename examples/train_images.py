@@ -35,27 +35,26 @@ def hidden_irreps(k: int) -> str:
     return "+".join(f"{m}x{ir}" for m, ir in zip(muls, ("0e", "1o", "2e")) if m)
 
 
-def build_model(name: str, size: int, group: str, kernel_width: int = 2, dropout: float = 0.3,
-                invariant_group: Optional[str] = None, activation: str = "gate", batch_norm: str = "o3", kernel: str = "implicit") -> torch.nn.Module:
+def build_model(name: str, size: int, group: str, kernel_width: int = 2, dropout: float = 0.3, invariant_group: Optional[str] = None,
+                activation: str = "gate", batch_norm: str = "o3", kernel: str = "implicit", readout: str = "max",
+                readout_irreps: Optional[str] = None) -> torch.nn.Module:
     if name in ("z2cnn", "z2cnn-ien"):
         return GCNN("z2", size, dropout=dropout, invariant_group=invariant_group)  # none to pool over: an error if given
     if name in ("p4cnn", "p4mcnn"):
-        return GCNN(name[:-3], size, dropout=dropout, invariant_group=invariant_group)
+        return GCNN(name[:-3], size, dropout=dropout, invariant_group=invariant_group, readout=readout)
     if name == "ik":
         kernel_hidden = f"{kernel_width}x0e+{kernel_width}x1o+{kernel_width}x2e" if kernel == "implicit" else None
         # OrbitELU reads each channel of 0e + 1o + 2e as one function on the sphere: size counts channels, not fields
         hidden = f"{size}x0e+{size}x1o+{size}x2e" if activation == "orbit_elu" else hidden_irreps(size)
-        return SteerableImageCNN(hidden, group, kernel_hidden_irreps=kernel_hidden, dropout=dropout,
-                                 invariant_group=invariant_group, activation=activation, batch_norm=batch_norm, kernel=kernel)  # fmt: skip
+        return SteerableImageCNN(hidden, group, kernel_hidden_irreps=kernel_hidden, dropout=dropout, invariant_group=invariant_group,
+                                 activation=activation, batch_norm=batch_norm, kernel=kernel, readout_irreps=readout_irreps)  # fmt: skip
     raise ValueError(f"model: expected one of {MODELS}, got {name!r}")
 
 
-def sized_model(name: str, group: str, budget: int, dropout: float = 0.3, kernel_width: int = 2, invariant_group: Optional[str] = None,
-                activation: str = "gate", batch_norm: str = "o3", kernel: str = "implicit"):
+def sized_model(name: str, group: str, budget: int, **options):
     """The model closest to ``budget`` parameters, sized by its channels (fields, for implicit kernels:
-    their G-MLPs keep ``kernel_width`` fields of each of 0e, 1o, 2e)."""
-    model, size = match_budget(lambda s: build_model(name, s, group, kernel_width, dropout, invariant_group, activation, batch_norm, kernel), budget)
-    return model, size
+    their G-MLPs keep ``kernel_width`` fields of each of 0e, 1o, 2e); ``options`` as :func:`build_model`'s."""
+    return match_budget(lambda s: build_model(name, s, group, **options), budget)
 
 
 def parse_args(argv=None):
@@ -73,6 +72,10 @@ def parse_args(argv=None):
                         help="batch norm of the implicit-kernel CNN (group: every invariant component of the group centred, with a bias)")
     parser.add_argument("--size", type=int, help="channels of the G-CNNs / fields of the implicit-kernel CNN (orbit_elu: channels of "
                         "0e + 1o + 2e); default: sized to the Z2CNN's parameter count")
+    parser.add_argument("--readout", choices=["max", "mean"], default="max",
+                        help="P4CNN / P4MCNN: pooling of the logits over the group axis (mean: a linear invariant readout)")
+    parser.add_argument("--readout-irreps", help="implicit-kernel CNN: the last kernel's output fields, whose invariants a linear "
+                        "layer maps to the logits (default: the logits are the last kernel's invariant scalars)")
     parser.add_argument("--ien-weight", type=float, default=0.1, help="weight of the equivariance loss (z2cnn-ien)")
     parser.add_argument("--dropout", type=float, default=0.3, help="dropout after every hidden layer (the implicit-kernel CNN drops whole fields of a pixel)")
     # precise BN: the G-CNNs drop out before every batch norm (20 batches: 2,560 training digits)
@@ -133,6 +136,8 @@ def main(argv=None) -> dict:
     tag += f"-{args.activation}" if args.model == "ik" and args.activation != "gate" else ""
     tag += "-groupbn" if args.model == "ik" and args.batch_norm == "group" else ""
     tag += "-basis" if args.model == "ik" and args.kernel == "basis" else ""
+    tag += "-mean-readout" if args.readout == "mean" else ""
+    tag += "-invariant-readout" if args.model == "ik" and args.readout_irreps else ""
     out_dir = args.out_dir or os.path.join("runs", "images", f"{tag}_s{args.seed}")
     with distributed() as (rank, _):
         with rank_zero_first():  # rank 0 builds and caches the rotated digits, the others then load them
@@ -140,13 +145,13 @@ def main(argv=None) -> dict:
             splits = [RotatedMNIST(args.data_root, split, args.npz_path, num_samples=sizes[split]) for split in ("train", "val", "test")]
         seed_everything(args.seed)  # the initial weights depend on the seed too
         budget = count_parameters(GCNN("z2"))
+        options = dict(kernel_width=args.kernel_width, dropout=args.dropout, invariant_group=args.invariant_group, activation=args.activation,
+                       batch_norm=args.batch_norm, kernel=args.kernel, readout=args.readout, readout_irreps=args.readout_irreps)
         if args.model in ("z2cnn", "z2cnn-ien") or args.size:
             size = args.size or 20
-            model = build_model(args.model, size, args.group, args.kernel_width, args.dropout, args.invariant_group, args.activation,
-                                args.batch_norm, args.kernel)
+            model = build_model(args.model, size, args.group, **options)
         else:
-            model, size = sized_model(args.model, args.group, budget, args.dropout, args.kernel_width, args.invariant_group, args.activation,
-                                      args.batch_norm, args.kernel)
+            model, size = sized_model(args.model, args.group, budget, **options)
         kernel_width = args.kernel_width if args.model == "ik" and args.kernel == "implicit" else None
         ien = None
         if args.model == "z2cnn-ien":  # logits invariant, hidden maps equivariant with channels as 5 x 4 orientations
@@ -163,7 +168,8 @@ def main(argv=None) -> dict:
         extra = {"task": "rotated_mnist", "model": tag, "size": size, "kernel_width": kernel_width,
                  "activation": args.activation if args.model == "ik" else None,
                  "batch_norm": args.batch_norm if args.model == "ik" else None,
-                 "kernel": args.kernel if args.model == "ik" else None, "sizes": [len(s) for s in splits],
+                 "kernel": args.kernel if args.model == "ik" else None, "readout": args.readout if args.model in ("p4cnn", "p4mcnn") else None,
+                 "readout_irreps": args.readout_irreps if args.model == "ik" else None, "sizes": [len(s) for s in splits],
                  "ien_weight": args.ien_weight if ien is not None else None}  # fmt: skip
         config = config_from_args(args, out_dir, extra)
         metrics = fit(model, *splits, loss_fn, config, metric_fn=error)

@@ -68,4 +68,6 @@ CASES = {
     "image_cnn_orbit_elu": (lambda: SteerableImageCNN("1x0e+1x1o+1x2e", group="d4", kernel_hidden_irreps="1x0e+1x1o+1x2e", activation="orbit_elu"),
                             lambda m, d="cpu": m(*to([IMAGES], d))),
     "image_cnn_basis": (lambda: SteerableImageCNN("1x0e+1x1o+1x2e", group="c4", kernel="basis"), lambda m, d="cpu": m(*to([IMAGES], d))),
+    "image_cnn_invariant_readout": (lambda: SteerableImageCNN("1x0e+1x1o+1x2e", group="c4", kernel="basis", readout_irreps="2x0e+2x1o"),
+                                    lambda m, d="cpu": m(*to([IMAGES], d))),
 }  # fmt: skip

@@ -106,11 +106,28 @@ def test_p4mcnn_pooled_over_c4_is_invariant_to_rotations_and_not_to_mirrors(floa
     assert count_parameters(model) == count_parameters(GCNN("p4m", 3))  # the same network, pooled differently
 
 
+@pytest.mark.parametrize("group, invariant_group", [("p4", None), ("p4m", None), ("p4m", "c4")])
+def test_gcnn_mean_readout_is_invariant_and_linear_in_the_last_map(float64, group, invariant_group):
+    """readout="mean": the logits are the mean of the last map over the pooled elements, still invariant to them."""
+    model = GCNN(group, 3, invariant_group=invariant_group, readout="mean").eval()
+    x = torch.randn(3, 1, 28, 28)
+    pooled = ELEMENTS["p4" if invariant_group else group]
+    for R in pooled:
+        torch.testing.assert_close(model(transform_image(x, R)), model(x), rtol=0, atol=1e-10)
+    maxed = GCNN(group, 3, invariant_group=invariant_group).eval()
+    maxed.load_state_dict(model.state_dict())  # same weights, max over the group axis instead
+    assert (maxed(x) - model(x)).abs().min() > 0 and (maxed(x) >= model(x)).all()
+
+
 def test_gcnn_invariant_group_errors():
     with pytest.raises(ValueError, match="invariant_group: expected a subgroup of c4"):
         GCNN("p4", invariant_group="d4")
     with pytest.raises(ValueError, match="invariant_group: the Z2CNN has no point group"):
         GCNN("z2", invariant_group="c4")
+    with pytest.raises(ValueError, match="readout: expected 'max' or 'mean'"):
+        GCNN("p4", readout="sum")
+    with pytest.raises(ValueError, match="readout: expected 'max' or 'mean'.*'z2'"):
+        GCNN("z2", readout="mean")
 
 
 def test_parameter_count_table():

@@ -99,6 +99,25 @@ def test_steerable_image_cnn_with_c4_invariant_logits_keeps_d4_fields_and_tells_
         SteerableImageCNN("2x0e", "c4", invariant_group="d4")
 
 
+@pytest.mark.parametrize("group, invariant_group, kernel", [("c4", None, "implicit"), ("d4", "c4", "implicit"), ("c4", None, "basis")])
+def test_steerable_image_cnn_with_an_invariant_readout_is_invariant_to_its_subgroup_alone(float64, group, invariant_group, kernel):
+    """readout_irreps: the last kernel gives fields, a linear layer maps their invariants to the logits."""
+    kwargs = {"kernel_hidden_irreps": "1x0e+1x1o+1x2e"} if kernel == "implicit" else {}
+    model = SteerableImageCNN("1x0e+1x1o+1x2e", group, invariant_group=invariant_group, kernel=kernel, readout_irreps="3x0e+2x1o", **kwargs)
+    model(torch.randn(4, 1, 28, 28))  # batch norm statistics away from their initial values
+    model.eval()
+    assert model.out.irreps_out.dim == 9 and model.readout.in_features == 3 + 2 * 2  # under C4 a 1o field has z and |(x, y)|
+    x = torch.randn(2, 1, 28, 28)
+    y = model(x)
+    assert y.shape == (2, 10)
+    for R in get_group("c4").coset_representatives:
+        torch.testing.assert_close(model(transform_image(x, R)), y, rtol=0, atol=1e-10)
+    mirror = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))  # y -> -y on the image: not in C4
+    assert (model(transform_image(x, mirror)) - y).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="readout_irreps"):
+        SteerableImageCNN("1x0e", "c4", readout_irreps="3x0e+bad")
+
+
 def test_field_pooling_keeps_fields_together(float64):
     """Pooling by field norm commutes with rotating the field image (vectors rotate as a whole)."""
     model = SteerableImageCNN("1x0e+1x1o", "c4")

@@ -25,6 +25,9 @@ class GCNN(nn.Module):
     :math:`H`: a p4m network with ``invariant_group="c4"`` is mirror-equivariant inside and its
     logits tell a digit from its mirror image (a mirrored 5 reads as a 2), as the labels of
     rotated MNIST require. Shapes follow the paper: 28 -> 26 -> 24 -> pool 12 -> 10 -> 8 -> 6 -> 4 -> (4x4) 1.
+    ``readout="mean"`` averages over the group axis instead, :math:`\frac{1}{|K|}\sum_{k \in K} f(k)`:
+    then the logits are a *linear* invariant map of the last hidden layer, as in an implicit-kernel
+    CNN whose last kernel outputs invariant scalars (an ablation of the max).
 
     Args:
         group (str): ``"z2"``, ``"p4"`` or ``"p4m"``.
@@ -34,6 +37,8 @@ class GCNN(nn.Module):
         dropout (float): Dropout probability after each hidden layer. (default: :obj:`0.3`)
         invariant_group (str, optional): The subgroup of the point group (``"c4"``, ``"c2"``, ...; for
             ``"p4"`` / ``"p4m"``) the logits are invariant to. (default: the whole point group)
+        readout (str): ``"max"`` (coset max pooling, the paper's) or ``"mean"`` over the group axis
+            (``"p4"`` / ``"p4m"`` only). (default: ``"max"``)
 
     Shapes:
         - **input:** :math:`(B, C_{in}, 28, 28)`
@@ -41,7 +46,7 @@ class GCNN(nn.Module):
     """
 
     def __init__(self, group: str = "z2", channels: Optional[int] = None, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.3,
-                 invariant_group: Optional[str] = None) -> None:
+                 invariant_group: Optional[str] = None, readout: str = "max") -> None:
         super().__init__()
         if group not in DEFAULT_CHANNELS:
             raise ValueError(f"group: expected 'z2', 'p4' or 'p4m', got {group!r}")
@@ -59,6 +64,9 @@ class GCNN(nn.Module):
             self.register_buffer("_pooled", self._pooled_elements(invariant_group), persistent=False)
         elif invariant_group is not None:
             raise ValueError(f"invariant_group: the Z2CNN has no point group to pool over, got {invariant_group!r}")
+        if readout not in ("max", "mean") or (group == "z2" and readout != "max"):
+            raise ValueError(f"readout: expected 'max' or 'mean' (a G-CNN's pooling over its group axis), got {readout!r} for group {group!r}")
+        self.readout = readout
 
     def _pooled_elements(self, invariant_group: Optional[str]) -> Tensor:
         """Indices on the group axis of the elements of ``invariant_group`` (all of them by default)."""
@@ -84,5 +92,5 @@ class GCNN(nn.Module):
                 x = nn.functional.max_pool2d(x.flatten(1, 2) if x.dim() == 5 else x, 2).view(*x.shape[:-2], 12, 12)
         x = self.out(x)
         if x.dim() == 5:
-            x = coset_max_pool(x, self._pooled)  # over the invariant subgroup
+            x = coset_max_pool(x, self._pooled) if self.readout == "max" else x[:, :, self._pooled].mean(2)  # over the invariant subgroup
         return x.flatten(1)

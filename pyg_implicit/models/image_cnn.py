@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from ..checkpoint import saveable
 from ..groups import Group, get_group
 from ..nn.activation import activation as make_activation
+from ..nn.invariants import InvariantSplit
 from ..nn.norm import EquivariantBatchNorm
 from ..irreps import IrrepsLike, as_irreps
 from ..nn.basis_conv import BasisConv2d
@@ -59,6 +60,13 @@ class SteerableImageCNN(nn.Module):
             (:class:`~pyg_implicit.nn.basis_conv.BasisConv2d`: weights times an orthonormal basis of
             every steerable kernel on the grid; C4 / D4 only, no kernel keyword arguments): the same
             kernel space, parametrised explicitly. (default: ``"implicit"``)
+        readout_irreps (str or Irreps, optional): With ``None`` the last kernel maps straight to
+            ``num_classes`` invariant scalars, so the logits are a *linear* invariant map of the last
+            hidden layer. Otherwise it maps to these fields, and the logits are a linear map of all
+            their invariants under ``invariant_group``
+            (:class:`~pyg_implicit.nn.invariants.InvariantSplit`: invariant components and the norms of
+            the stable blocks): a nonlinear invariant readout, the counterpart of a G-CNN's max over
+            its group axis. (default: :obj:`None`)
         **kernel_kwargs: Passed to every :class:`~pyg_implicit.nn.dense_conv.ImplicitConv2d`.
 
     Shapes:
@@ -77,6 +85,7 @@ class SteerableImageCNN(nn.Module):
         activation: str = "gate",
         batch_norm: str = "o3",
         kernel: str = "implicit",
+        readout_irreps: Optional[IrrepsLike] = None,
         **kernel_kwargs,
     ) -> None:
         super().__init__()
@@ -105,7 +114,14 @@ class SteerableImageCNN(nn.Module):
         invariant_group = self.group if invariant_group is None else get_group(invariant_group)
         if not invariant_group.is_subgroup_of(self.group):
             raise ValueError(f"invariant_group: expected a subgroup of {self.group.name}, got {invariant_group.name!r}")
-        self.out = conv(hidden, f"{num_classes}x0e", 4, invariant_group)
+        if readout_irreps is None:
+            self.out = conv(hidden, f"{num_classes}x0e", 4, invariant_group)
+            self.readout = None
+        else:
+            readout_irreps = as_irreps(readout_irreps, "readout_irreps")
+            self.out = conv(hidden, readout_irreps, 4, invariant_group)
+            self.invariants = InvariantSplit(readout_irreps, invariant_group)
+            self.readout = nn.Linear(self.invariants.num_invariants, num_classes)
         self._field_dims = [ir.dim for mul, ir in hidden for _ in range(mul)]
         channel_field = [f for f, dim in enumerate(self._field_dims) for _ in range(dim)]
         self.register_buffer("_channel_field", torch.tensor(channel_field), persistent=False)
@@ -135,4 +151,5 @@ class SteerableImageCNN(nn.Module):
             x = self._field_dropout(act(norm(x)).movedim(-1, 1))
             if i == 1:
                 x = self._pool(x)
-        return self.out(x).flatten(1)
+        x = self.out(x).flatten(1)
+        return x if self.readout is None else self.readout(self.invariants.invariants(x))
