@@ -7,6 +7,7 @@ from typing import Any, Iterator, Sequence
 
 from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.data.data import BaseData
+from torch_geometric.io import fs
 
 __all__ = ["CachedDataset"]
 
@@ -30,6 +31,22 @@ class CachedDataset(InMemoryDataset):
     ranks) never read a half-written file; and whose unreadable cache (truncated, garbage, from
     another version) raises an error that names the file and the fix, instead of ``EOFError`` or
     ``OSError`` from deep inside ``torch.load``."""
+
+    def _process(self) -> None:
+        """PyG's processing step, with its side files (``pre_transform.pt``, ``pre_filter.pt``, which
+        PyG writes in place after :meth:`process`) written atomically as well: a process that starts
+        meanwhile reads them to compare the transforms, and would read half a file."""
+        torch_save = fs.torch_save
+
+        def save_atomically(obj: Any, path: str) -> None:
+            with _written_atomically(path) as partial:
+                torch_save(obj, partial)
+
+        fs.torch_save = save_atomically
+        try:
+            super()._process()
+        finally:
+            fs.torch_save = torch_save
 
     @classmethod
     def save(cls, data_list: Sequence[BaseData], path: str) -> None:
