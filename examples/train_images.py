@@ -39,7 +39,7 @@ def build_model(name: str, size: int, group: str, kernel_width: int = 2, dropout
                 activation: str = "gate", batch_norm: str = "o3", kernel: str = "implicit", readout: str = "max",
                 readout_irreps: Optional[str] = None) -> torch.nn.Module:
     if name in ("z2cnn", "z2cnn-ien"):
-        return GCNN("z2", size, dropout=dropout, invariant_group=invariant_group)  # none to pool over: an error if given
+        return GCNN("z2", size, dropout=dropout, invariant_group=invariant_group, readout=readout)  # no group axis: an error if given
     if name in ("p4cnn", "p4mcnn"):
         return GCNN(name[:-3], size, dropout=dropout, invariant_group=invariant_group, readout=readout)
     if name == "ik":

@@ -222,6 +222,19 @@ def test_implicit_kernel_cnn_spends_the_budget_on_channels(group):
     assert abs(count_parameters(model) - budget) < 0.1 * budget
 
 
+def test_train_images_passes_the_readout_options_to_the_models():
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+    from train_images import build_model, sized_model
+
+    assert build_model("p4cnn", 2, "c4", readout="mean").readout == "mean"
+    model, _ = sized_model("ik", "c4", count_parameters(GCNN("z2")), kernel_width=1, readout_irreps="10x1o")
+    assert str(model.out.irreps_out) == "10x1o" and model.readout.in_features == 20
+    with pytest.raises(ValueError, match="readout: expected 'max' or 'mean'"):
+        build_model("z2cnn", 2, "c4", readout="mean")  # the Z2CNN has no group axis to pool over
+
+
 def test_field_dropout_drops_whole_fields_and_only_in_training():
     """Each field of each pixel is kept whole (scaled by 1/(1-p)) or zeroed, so the dropped
     features are still fields; the kept fraction is 1 - p; evaluation is untouched."""
