@@ -54,6 +54,8 @@ MODELS = {  # label: train_images.py flags
     "P4CNN, mean readout": ["--model", "p4cnn", "--readout", "mean"],
     "implicit-kernel CNN, C4, G-MLP width 1, invariant readout": ["--model", "ik", "--group", "c4", "--lr", "1e-2", "--kernel-width", "1",
                                                                   "--size", "12", "--readout-irreps", "10x1o"],
+    "implicit-kernel CNN, SO(2), G-MLP width 1, invariant readout": ["--model", "ik", "--group", "so2", "--lr", "1e-2", "--kernel-width",
+                                                                     "1", "--size", "14", "--readout-irreps", "10x1o"],
 }
 IEN = "Z2CNN + IEN loss"
 PAPER = {"Z2CNN": "5.03", "P4CNN": "2.28"}  # Cohen & Welling (2016), Table 1
