@@ -13,7 +13,7 @@ model.pt (pyg_implicit.load_model(path) rebuilds it; it evaluates any (N, 1, 28,
 import argparse
 import json
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,17 @@ def sized_model(name: str, group: str, budget: int, **options):
     """The model closest to ``budget`` parameters, sized by its channels (fields, for implicit kernels:
     their G-MLPs keep ``kernel_width`` fields of each of 0e, 1o, 2e); ``options`` as :func:`build_model`'s."""
     return match_budget(lambda s: build_model(name, s, group, **options), budget)
+
+
+def model_from_args(args: argparse.Namespace) -> Tuple[torch.nn.Module, int]:
+    """The network ``args`` name and its size: ``--size`` if given (the Z2CNN: 20 channels), else
+    sized to the Z2CNN's parameter count (every model of the benchmark is compared at that budget)."""
+    options = dict(kernel_width=args.kernel_width, dropout=args.dropout, invariant_group=args.invariant_group, activation=args.activation,
+                   batch_norm=args.batch_norm, kernel=args.kernel, readout=args.readout, readout_irreps=args.readout_irreps)
+    if args.model in ("z2cnn", "z2cnn-ien") or args.size:
+        size = args.size or 20
+        return build_model(args.model, size, args.group, **options), size
+    return sized_model(args.model, args.group, count_parameters(GCNN("z2")), **options)
 
 
 def parse_args(argv=None):
@@ -144,14 +155,7 @@ def main(argv=None) -> dict:
             sizes = {"train": args.train_size, "val": None, "test": args.test_size}
             splits = [RotatedMNIST(args.data_root, split, args.npz_path, num_samples=sizes[split]) for split in ("train", "val", "test")]
         seed_everything(args.seed)  # the initial weights depend on the seed too
-        budget = count_parameters(GCNN("z2"))
-        options = dict(kernel_width=args.kernel_width, dropout=args.dropout, invariant_group=args.invariant_group, activation=args.activation,
-                       batch_norm=args.batch_norm, kernel=args.kernel, readout=args.readout, readout_irreps=args.readout_irreps)
-        if args.model in ("z2cnn", "z2cnn-ien") or args.size:
-            size = args.size or 20
-            model = build_model(args.model, size, args.group, **options)
-        else:
-            model, size = sized_model(args.model, args.group, budget, **options)
+        model, size = model_from_args(args)
         kernel_width = args.kernel_width if args.model == "ik" and args.kernel == "implicit" else None
         ien = None
         if args.model == "z2cnn-ien":  # logits invariant, hidden maps equivariant with channels as 5 x 4 orientations

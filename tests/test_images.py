@@ -249,3 +249,21 @@ def test_field_dropout_drops_whole_fields_and_only_in_training():
     assert torch.equal(model.eval()._field_dropout(x), x)
     with pytest.raises(ValueError, match="dropout: expected a probability"):
         SteerableImageCNN("1x0e", "c4", dropout=1.0)
+
+
+@pytest.mark.slow  # builds ~100 networks while sizing them (~40 s)
+def test_every_benchmark_model_is_at_the_z2cnns_budget():
+    """The benchmark compares its networks at equal parameter count: each is within 10% of the Z2CNN's,
+    except the orbit-ELU network, which keeps the gated network's fields and so has fewer (its README row says so)."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+    from images_benchmark import MODELS
+    from train_images import model_from_args, parse_args
+
+    budget = count_parameters(GCNN("z2"))
+    fewer = {"implicit-kernel CNN, C4, G-MLP width 1, orbit ELU"}
+    for label, flags in MODELS.items():
+        model, _ = model_from_args(parse_args(flags))
+        count = count_parameters(model)
+        assert count <= 1.1 * budget and (label in fewer or count >= 0.9 * budget), (label, count, budget)
