@@ -56,7 +56,7 @@ MODELS = {  # label: train_images.py flags
                                                                   "--size", "12", "--readout-irreps", "10x1o"],
     "implicit-kernel CNN, SO(2), G-MLP width 1, invariant readout": ["--model", "ik", "--group", "so2", "--lr", "1e-2", "--kernel-width",
                                                                      "1", "--size", "14", "--readout-irreps", "10x1o"],
-    # D4 at G-MLP width 2 (width 1 reaches 82 of its 93 kernel dimensions): 11 fields, not 12, keep the readout in the budget (20,887)
+    # D4 at G-MLP width 2 (width 1 reaches 82 of its 93 kernel dimensions), 11 fields, not 12, so the readout stays in the budget (20,887)
     "implicit-kernel CNN, D4, C4-invariant logits, invariant readout": ["--model", "ik", "--group", "d4", "--invariant-group", "c4",
                                                                         "--lr", "1e-2", "--size", "11", "--readout-irreps", "10x1o"],
 }
