@@ -56,6 +56,10 @@ MODELS = {  # label: train_images.py flags
                                                                   "--size", "12", "--readout-irreps", "10x1o"],
     "implicit-kernel CNN, SO(2), G-MLP width 1, invariant readout": ["--model", "ik", "--group", "so2", "--lr", "1e-2", "--kernel-width",
                                                                      "1", "--size", "14", "--readout-irreps", "10x1o"],
+    # the same C4 network with half of the readout's fields 2e: under C4 a 2e field's m = ±2 components are two sign
+    # representations, so |x² - y²| and |xy| are invariants of C4 and not of SO(2) (6 invariants a 1o + 2e pair; 23,919 parameters)
+    "implicit-kernel CNN, C4, G-MLP width 1, 1o + 2e invariant readout": ["--model", "ik", "--group", "c4", "--lr", "1e-2",
+                                                                          "--kernel-width", "1", "--size", "12", "--readout-irreps", "5x1o+5x2e"],
     # D4 at G-MLP width 2 (width 1 reaches 82 of its 93 kernel dimensions), 11 fields, not 12, so the readout stays in the budget (20,887)
     "implicit-kernel CNN, D4, C4-invariant logits, invariant readout": ["--model", "ik", "--group", "d4", "--invariant-group", "c4",
                                                                         "--lr", "1e-2", "--size", "11", "--readout-irreps", "10x1o"],
