@@ -207,6 +207,32 @@ def test_mirror_confusions_of_a_d4_invariant_and_a_c4_invariant_p4mcnn(tmp_path,
     assert 0 <= float(rows["c4"][2]) <= 100 and 0 <= float(rows["c4"][1]) <= 100  # (an untrained network predicts one class)
 
 
+@needs_data
+def test_last_epoch_error_evaluates_the_weights_of_last_pt(tmp_path, capsys):
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+    from last_epoch_error import main
+
+    from pyg_implicit import save_model
+    from pyg_implicit.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    run = tmp_path / "runs" / "p4cnn_s0"
+    run.mkdir(parents=True)
+    save_model(GCNN("p4", 2), str(run / "model.pt"))  # the best-on-validation network
+    last = GCNN("p4", 2).eval()  # other weights: the last epoch's
+    save_checkpoint({"model": last.state_dict(), "epoch": 29}, str(run / "last.pt"))
+    (run / "metrics.json").write_text(json.dumps({"test_error": 0.5, "best_epoch": 12}))
+    main([str(tmp_path / "runs"), "--test-size", "64", "--data-root", str(tmp_path / "data")])
+    test = RotatedMNIST(str(tmp_path / "data"), "test", num_samples=64)
+    x, y = torch.cat([d.x for d in test]), torch.cat([d.y for d in test])
+    with torch.no_grad():
+        expected = 100 * float(last(x).argmax(-1).ne(y).double().mean())
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| p4cnn_s0"))
+    assert row.split(" | ")[1:] == [f"{expected:.2f}", "50.00", "12 |"]
+
+
 @pytest.mark.parametrize("group", ["c4", "d4", "so2"])
 def test_implicit_kernel_cnn_spends_the_budget_on_channels(group):
     """At the Z2CNN's budget the implicit-kernel CNN has at least 27 channels a pixel (9 fields of
