@@ -1,4 +1,5 @@
 import os
+import sys
 
 import pytest
 import torch
@@ -6,7 +7,10 @@ import torch
 
 def pytest_configure(config):
     """Under pytest-xdist (``-n N``) every worker is a process of its own: share the cores between
-    them instead of letting each start one thread per core (N x cores threads oversubscribe them)."""
+    them instead of letting each start one thread per core (N x cores threads oversubscribe them).
+    ``examples/`` goes on the import path, so that a test imports a script's functions (``from
+    train_images import main``) as the scripts import one another."""
+    sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))

@@ -88,10 +88,6 @@ def test_dense_conv_errors():
 
 
 def test_kernel_span_counts_the_steerable_space_and_what_an_implicit_kernel_reaches():
-    import os
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     from kernel_span import span_table
 
     # C4, one 0e, 1o, 2e field in and out: 183 steerable 3x3 kernels, all reached by a width-1 G-MLP with 183

@@ -131,9 +131,6 @@ def test_field_pooling_keeps_fields_together(float64):
 @needs_data
 @pytest.mark.parametrize("model", ["p4mcnn", "z2cnn-ien", "ik"])
 def test_train_images_runs_and_the_saved_model_loads(tmp_path, model):
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     from train_images import main
 
     invariant = ["--invariant-group", "c4"] if model == "p4mcnn" else []  # p4m features, logits invariant to rotations only
@@ -157,9 +154,6 @@ def test_train_images_runs_and_the_saved_model_loads(tmp_path, model):
 
 
 def test_ien_relative_error_of_the_logits_vanishes_on_c4_symmetric_images():
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     from train_images import build_model, ien_layers, ien_relative_errors
 
     _, rotate, _ = ien_layers()
@@ -189,9 +183,6 @@ def test_benchmark_runs_jobs_in_parallel_and_plots_the_curves(tmp_path):
 
 @needs_data
 def test_mirror_confusions_of_a_d4_invariant_and_a_c4_invariant_p4mcnn(tmp_path, capsys):
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     from mirror_confusions import main
 
     from pyg_implicit import save_model
@@ -209,9 +200,6 @@ def test_mirror_confusions_of_a_d4_invariant_and_a_c4_invariant_p4mcnn(tmp_path,
 
 @needs_data
 def test_last_epoch_error_evaluates_the_weights_of_last_pt(tmp_path, capsys):
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     from last_epoch_error import main
 
     from pyg_implicit import save_model
@@ -237,9 +225,6 @@ def test_last_epoch_error_evaluates_the_weights_of_last_pt(tmp_path, capsys):
 def test_implicit_kernel_cnn_spends_the_budget_on_channels(group):
     """At the Z2CNN's budget the implicit-kernel CNN has at least 27 channels a pixel (9 fields of
     0e, 1o, 2e); its kernels' G-MLPs once took the whole budget and left it one scalar field."""
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     from train_images import sized_model
 
     budget = count_parameters(GCNN("z2"))
@@ -249,9 +234,6 @@ def test_implicit_kernel_cnn_spends_the_budget_on_channels(group):
 
 
 def test_train_images_passes_the_readout_options_to_the_models():
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     from train_images import build_model, sized_model
 
     assert build_model("p4cnn", 2, "c4", readout="mean").readout == "mean"
@@ -281,9 +263,6 @@ def test_field_dropout_drops_whole_fields_and_only_in_training():
 def test_every_benchmark_model_is_at_the_z2cnns_budget():
     """The benchmark compares its networks at equal parameter count: each is within 10% of the Z2CNN's,
     except the orbit-ELU network, which keeps the gated network's fields and so has fewer (its README row says so)."""
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     from images_benchmark import MODELS
     from train_images import model_from_args, parse_args
 

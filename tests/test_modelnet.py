@@ -190,9 +190,6 @@ def test_classifier_keeps_the_scale_of_its_input_through_the_levels(train, group
 
 
 def test_train_modelnet_runs_two_steps(tmp_path, root, train):
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     from train_modelnet import main
 
     metrics = main(["--group", "c4", "--kernel", "standard", "--points", "64", "--levels", "64", "16", "--k", "4",
@@ -205,9 +202,6 @@ def test_train_modelnet_runs_two_steps(tmp_path, root, train):
 
 
 def test_train_modelnet_kernel_options_reach_every_implicit_kernel():
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     from train_modelnet import build_model, parse_args
 
     from pyg_implicit.nn import ImplicitKernel

@@ -1,6 +1,4 @@
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -19,9 +17,7 @@ from pyg_implicit.models import MPNN, SEGNN, SteerableCNN, match_budget
 from pyg_implicit.testing import assert_equivariant, equivariance_error
 from pyg_implicit.training import count_parameters
 from conftest import random_head, run_example
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
-from train_nbody import nbody_model  # noqa: E402
+from train_nbody import nbody_model
 
 
 def test_free_system_centre_of_mass_moves_uniformly_and_energy_is_conserved():

@@ -250,9 +250,6 @@ def test_qm9net_for_a_subgroup_is_invariant_only_to_it(dataset):
 
 
 def test_train_qm9_runs_two_steps(tmp_path):
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     from train_qm9 import main
 
     metrics = main(["--target", "U0", "--subset", "300", "--train-size", "64", "--val-size", "20", "--epochs", "2",

@@ -6,9 +6,9 @@ import sys
 import pytest
 import torch
 
+from train_nbody import main as train_nbody
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "examples"))
-from train_nbody import main as train_nbody  # noqa: E402
 
 SMALL = ["--train-size", "24", "--eval-size", "8", "--batch-size", "8", "--width", "2", "--no-progress"]
 
