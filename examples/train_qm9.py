@@ -19,9 +19,13 @@ from torch_geometric.transforms import Compose
 
 from pyg_implicit.datasets import QM9
 from pyg_implicit.models import QM9Net, match_budget
+from pyg_implicit.nn import HarmonicEmbedding
 from pyg_implicit.training import add_training_arguments, config_from_args, count_parameters, distributed, fit, rank_zero_first, seed_everything
 from pyg_implicit.transforms import AtomOneHot, BondOneHot, QM9Targets, RadiusGraph, StandardizeTargets
 from pyg_implicit.transforms.molecule import QM9_TARGETS, UNITS
+
+
+STANDARD_BASIS = {"standard": 10}  # --radial-basis when not given: the standard kernel's default embedding (the others: none)
 
 
 def l1(model, batch):
@@ -34,9 +38,11 @@ def hidden_irreps(width: int) -> str:
 
 
 def build_model(width: int, args) -> QM9Net:
-    kwargs = dict(max_radius=args.radius or 2.0)
+    kwargs = dict(max_radius=args.radius or 2.0, num_basis=args.radial_basis)
     if args.kernel == "implicit":
-        kwargs.update(kernel_hidden_irreps=args.kernel_hidden, num_basis=args.radial_basis, form=args.kernel_form)
+        kwargs.update(kernel_hidden_irreps=args.kernel_hidden, form=args.kernel_form,
+                      mlp_layers=args.kernel_mlp_layers, kernel_activation=args.kernel_activation, shell=args.shell,
+                      polynomial_norm=args.polynomial_norm)  # fmt: skip
     return QM9Net(hidden_irreps(width), num_layers=args.layers, group=args.group, kernel=args.kernel,
                   bond_attr=args.bond_attr, atom_attr=args.atom_attr, readout=args.readout, **kwargs)  # fmt: skip
 
@@ -54,8 +60,17 @@ def parse_args(argv=None):
     parser.add_argument("--kernel-hidden", default="8x0e+8x1o+8x2e", help="hidden irreps of the implicit kernels' G-MLP")
     parser.add_argument("--kernel-form", choices=("mlp", "factorized"), default="mlp",
                         help="the implicit kernels' network: the paper's G-MLP, or invariant functions times harmonics (ImplicitKernel's form)")
-    parser.add_argument("--radial-basis", type=int, default=0,
-                        help="Gaussian embedding of the bond length (this many scalars on [0, 2 A] or [0, --radius]) into the implicit kernels")
+    parser.add_argument("--kernel-mlp-layers", type=int, default=2,
+                        help="linear layers of the implicit kernels' G-MLP, the bilinear output layer included (ImplicitKernel's mlp_layers)")
+    parser.add_argument("--kernel-activation", choices=("gate", "scalar_gate"), default="gate",
+                        help="nonlinearity of the implicit kernels' G-MLP (scalar_gate: invariant components activated like scalars)")
+    parser.add_argument("--shell", action=argparse.BooleanOptionalAction, default=True,
+                        help="multiply the implicit kernels by the Gaussian shell (the paper's)")
+    parser.add_argument("--polynomial-norm", choices=HarmonicEmbedding.NORMS, default="batch",
+                        help="the implicit kernels' normalisation of the harmonic polynomials (batch: the paper's batch norm)")
+    parser.add_argument("--radial-basis", type=int,
+                        help="Gaussian embedding of the bond length: this many scalars on [0, 2 A] or [0, --radius] into the kernels' "
+                             "networks (default: 0, none, for the implicit kernels as in the paper; 10 for the standard kernel's R)")
     parser.add_argument("--readout", type=int, default=128, help="invariant features per atom and width of the final MLP")
     parser.add_argument("--radius", type=float, help="use a radius graph of this cutoff (Angstrom) instead of the bonds")
     add_training_arguments(parser, epochs=125, batch_size=128, lr=5e-4, weight_decay=1e-8, lr_step=25)
@@ -67,12 +82,26 @@ def parse_args(argv=None):
     parser.add_argument("--npz-path", help="default: ../shared/data/qm9/qm9_full_130831.npz")
     parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_QM9_ROOT", "data_cache/qm9"))
     parser.add_argument("--out-dir", help="default: runs/qm9/<target>_<variant>_s<seed>")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.radial_basis is None:
+        args.radial_basis = STANDARD_BASIS.get(args.kernel, 0)
+    if args.kernel == "standard" and args.radial_basis < 1:
+        parser.error(f"--radial-basis: the standard kernel's R reads the distance through at least 1 Gaussian, got {args.radial_basis}")
+    implicit_only = {"--kernel-mlp-layers": args.kernel_mlp_layers != 2, "--kernel-activation": args.kernel_activation != "gate",
+                     "--no-shell": not args.shell, "--polynomial-norm": args.polynomial_norm != "batch"}  # fmt: skip
+    if args.kernel == "standard" and any(implicit_only.values()):
+        parser.error(f"{', '.join(k for k, v in implicit_only.items() if v)}: options of the implicit kernel, not of --kernel standard")
+    return args
 
 
 def variant_name(args) -> str:
-    distance = f"+dist{args.radial_basis}" if args.kernel == "implicit" and args.radial_basis else ""
+    distance = f"+dist{args.radial_basis}" if args.radial_basis != STANDARD_BASIS.get(args.kernel, 0) else ""
     form = "-factorized" if args.kernel == "implicit" and args.kernel_form != "mlp" else ""
+    if args.kernel == "implicit":  # the kernel network's options where they differ from the paper's
+        form += f"-mlp{args.kernel_mlp_layers}" if args.kernel_mlp_layers != 2 else ""
+        form += "-scalargate" if args.kernel_activation != "gate" else ""
+        form += "-noshell" if not args.shell else ""
+        form += f"-poly{args.polynomial_norm}" if args.polynomial_norm != "batch" else ""
     return (args.kernel + form + distance + ("+bond" if args.bond_attr else "") + ("+atoms" if args.atom_attr else "")
             + (f"-{args.group}" if args.group != "o3" else ""))  # fmt: skip
 

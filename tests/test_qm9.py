@@ -231,7 +231,9 @@ def _batch(dataset, dtype):
 
 
 @pytest.mark.parametrize("kernel, attrs, options", [("implicit", (True, True), {}), ("implicit", (False, False), {}),
-                                                    ("standard", (False, False), {}), ("implicit", (True, True), {"form": "factorized"})])
+                                                    ("standard", (False, False), {}), ("implicit", (True, True), {"form": "factorized"}),
+                                                    ("implicit", (False, False), {"shell": False, "polynomial_norm": "data", "mlp_layers": 3,
+                                                                                  "kernel_activation": "scalar_gate"})])
 def test_qm9net_is_invariant_to_rotations_reflections_translations(dataset, float64, kernel, attrs, options):
     batch = _batch(dataset, torch.float64)
     model = QM9Net("8x0e+4x1o+2x2e", num_layers=2, kernel=kernel, bond_attr=attrs[0], atom_attr=attrs[1], readout=16, **options).eval()
@@ -263,6 +265,25 @@ def test_train_qm9_runs_two_steps(tmp_path):
         saved = json.load(f)
     extra = saved["config"]["extra"]
     assert extra["target"] == "U0" and extra["unit"] == "meV" and saved["test_mae"] == metrics["test_mae"]
+
+
+def test_train_qm9_kernel_options_reach_every_kernel():
+    from train_qm9 import build_model, parse_args, variant_name
+
+    args = parse_args(["--no-bond-attr", "--no-atom-attr", "--no-shell", "--polynomial-norm", "data", "--kernel-mlp-layers", "3",
+                       "--kernel-activation", "scalar_gate"])  # fmt: skip
+    assert variant_name(args) == "implicit-mlp3-scalargate-noshell-polydata"
+    for block in build_model(1, args).cnn.blocks:
+        kernel = block.conv.kernel
+        assert kernel.sigma is None and kernel.harmonics.norm == "data" and kernel.mlp_layers == 3
+        assert kernel.mlp.layers[1].scalar_invariants and not block.update.layers[1].scalar_invariants  # the kernel's alone
+    with pytest.raises(SystemExit):  # argparse's error: the standard kernel has no G-MLP, shell or polynomials
+        parse_args(["--kernel", "standard", "--no-shell"])
+    standard = parse_args(["--kernel", "standard", "--radial-basis", "3"])
+    assert variant_name(standard) == "standard+dist3+bond+atoms" and build_model(1, standard).cnn.blocks[0].conv.kernel.num_basis == 3
+    assert variant_name(parse_args(["--kernel", "standard"])) == "standard+bond+atoms"  # its default embedding, 10 Gaussians
+    with pytest.raises(SystemExit):
+        parse_args(["--kernel", "standard", "--radial-basis", "0"])
 
 
 def _in_pyg_layout(data):

@@ -73,6 +73,8 @@ class SteerableCNN(DataDependentInit):
         activation (str): Nonlinearity of every :math:`G`-MLP: the blocks' updates, the head and the
             implicit kernels (``"gate"``, ``"scalar_gate"`` or ``"quotient_elu"``,
             :func:`~pyg_implicit.nn.activation.activation`). (default: ``"gate"``)
+        kernel_activation (str, optional): The implicit kernels' nonlinearity alone, when it
+            differs from ``activation``. (default: :obj:`None`, ``activation``)
         **conv_kwargs: Passed to every convolution (``lmax``, ``mlp_layers``, ``radial_features``, ...).
 
     Shapes:
@@ -99,6 +101,7 @@ class SteerableCNN(DataDependentInit):
         aggr: str = "variance_preserving",
         kernel_hidden_irreps: Optional[IrrepsLike] = None,
         activation: str = "gate",
+        kernel_activation: Optional[str] = None,
         **conv_kwargs,
     ) -> None:
         super().__init__()
@@ -115,7 +118,8 @@ class SteerableCNN(DataDependentInit):
             SteerableBlock(self.irreps_hidden, self.group, kernel, edge_attr_irreps=edge_attr_irreps,
                            node_attr_irreps=node_attr_irreps, kernel_node_features=kernel_node_features, norm=block_norm,
                            update_layers=update_layers, aggr=aggr, activation=activation,
-                           kernel_activation=activation if kernel == "implicit" else None, **conv_kwargs)
+                           kernel_activation=(kernel_activation or activation) if kernel == "implicit" else kernel_activation,
+                           **conv_kwargs)
             for _ in range(num_layers)
         )  # fmt: skip
         self.head = EquivariantMLP(self.irreps_hidden, self.irreps_hidden, self.irreps_out, head_layers, self.group, activation)
