@@ -40,6 +40,7 @@ VARIANTS = {  # label: train_qm9.py flags
     # apart), and the bond type on top of it
     "standard kernel, coarse distance embedding": ["--kernel", "standard", "--no-bond-attr", "--no-atom-attr", "--radial-basis", "3"],
     "standard + bond type": ["--kernel", "standard", "--no-atom-attr"],
+    "standard + bond + atom types": ["--kernel", "standard"],
     # the implicit kernel's network, one option changed against "implicit kernel", then the N-body task's two kernel
     # options together (its third, the scalar gate, is the gate under O(3): no O(3) field but 0e has invariant components)
     "implicit kernel, no shell": ["--no-bond-attr", "--no-atom-attr", "--no-shell"],
