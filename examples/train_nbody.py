@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from pyg_implicit.datasets import NBodyConstrained
 from pyg_implicit.models import MPNN, SEGNN, SteerableCNN, match_budget
 from pyg_implicit.models.nbody import NBodyPredictor
-from pyg_implicit.nn import HarmonicEmbedding, ImplicitKernel
-from pyg_implicit.training import add_training_arguments, config_from_args, count_parameters, distributed, fit, rank_zero_first, seed_everything
+from pyg_implicit.training import add_implicit_kernel_arguments, add_training_arguments, config_from_args, count_parameters, distributed, fit, rank_zero_first, seed_everything
 
 
 MODELS = ("ik", "standard", "segnn", "mpnn")
@@ -102,15 +101,8 @@ def parse_args(argv=None):
     parser.add_argument("--update-layers", type=int, default=3, help="linear layers of the node update of ik / standard blocks")
     parser.add_argument("--num-basis", type=int, default=0,
                         help="Gaussian embedding of the distance fed to the implicit kernel next to the polynomials (0: none, the paper's)")
-    parser.add_argument("--kernel-mlp-layers", type=int, default=3,
-                        help="linear layers of the implicit kernel's G-MLP (1: linear in the polynomials)")
+    add_implicit_kernel_arguments(parser, mlp_layers=3, shell=False, polynomial_norm="data")  # the N-body defaults (README)
     parser.add_argument("--kernel-mlp-group", help="a larger group for the implicit kernel's G-MLP (e.g. o3; default: --group)")
-    parser.add_argument("--kernel-form", choices=ImplicitKernel.FORMS, default="mlp",
-                        help="the implicit kernel's network: the paper's G-MLP, or invariant functions times harmonics")
-    parser.add_argument("--shell", action=argparse.BooleanOptionalAction, default=False,
-                        help="multiply the implicit kernels by the Gaussian shell (the paper's; ImplicitKernel's shell)")
-    parser.add_argument("--polynomial-norm", choices=HarmonicEmbedding.NORMS, default="data",
-                        help="the implicit kernels' normalisation of the harmonic polynomials (batch: the paper's batch norm)")
     parser.add_argument("--activation", choices=ACTIVATIONS,
                         help="nonlinearity of every G-MLP of ik / standard (scalar_gate: G-invariant components activated like scalars; "
                              "gate: gated like the other fields; default: scalar_gate for ik, gate for standard)")

@@ -19,8 +19,7 @@ from torch_geometric.transforms import Compose
 
 from pyg_implicit.datasets import QM9
 from pyg_implicit.models import QM9Net, match_budget
-from pyg_implicit.nn import HarmonicEmbedding
-from pyg_implicit.training import add_training_arguments, config_from_args, count_parameters, distributed, fit, rank_zero_first, seed_everything
+from pyg_implicit.training import add_implicit_kernel_arguments, add_training_arguments, config_from_args, count_parameters, distributed, fit, rank_zero_first, seed_everything
 from pyg_implicit.transforms import AtomOneHot, BondOneHot, QM9Targets, RadiusGraph, StandardizeTargets
 from pyg_implicit.transforms.molecule import QM9_TARGETS, UNITS
 
@@ -58,16 +57,9 @@ def parse_args(argv=None):
     parser.add_argument("--width", type=int, default=4, help="hidden features 4w x 0e + 2w x 1o + w x 2e (ignored with --budget)")
     parser.add_argument("--budget", type=int, help="choose the width whose parameter count is closest to this")
     parser.add_argument("--kernel-hidden", default="8x0e+8x1o+8x2e", help="hidden irreps of the implicit kernels' G-MLP")
-    parser.add_argument("--kernel-form", choices=("mlp", "factorized"), default="mlp",
-                        help="the implicit kernels' network: the paper's G-MLP, or invariant functions times harmonics (ImplicitKernel's form)")
-    parser.add_argument("--kernel-mlp-layers", type=int, default=2,
-                        help="linear layers of the implicit kernels' G-MLP, the bilinear output layer included (ImplicitKernel's mlp_layers)")
+    add_implicit_kernel_arguments(parser, mlp_layers=2, shell=True, polynomial_norm="batch")  # the paper's kernel
     parser.add_argument("--kernel-activation", choices=("gate", "scalar_gate"), default="gate",
                         help="nonlinearity of the implicit kernels' G-MLP (scalar_gate: invariant components activated like scalars)")
-    parser.add_argument("--shell", action=argparse.BooleanOptionalAction, default=True,
-                        help="multiply the implicit kernels by the Gaussian shell (the paper's)")
-    parser.add_argument("--polynomial-norm", choices=HarmonicEmbedding.NORMS, default="batch",
-                        help="the implicit kernels' normalisation of the harmonic polynomials (batch: the paper's batch norm)")
     parser.add_argument("--radial-basis", type=int,
                         help="Gaussian embedding of the bond length: this many scalars on [0, 2 A] or [0, --radius] into the kernels' "
                              "networks (default: 0, none, for the implicit kernels as in the paper; 10 for the standard kernel's R)")

@@ -5,7 +5,7 @@ import argparse
 
 from .loop import TrainConfig
 
-__all__ = ["add_training_arguments", "config_from_args"]
+__all__ = ["add_implicit_kernel_arguments", "add_training_arguments", "config_from_args"]
 
 
 def add_training_arguments(
@@ -30,6 +30,21 @@ def add_training_arguments(
     parser.add_argument("--time-limit", type=float, help="minutes of training after which no further epoch starts")
     parser.add_argument("--precise-bn", type=int, default=precise_bn,
                         help="recompute batch-norm statistics on this many training batches (dropout off) before each evaluation; 0: off")
+
+
+def add_implicit_kernel_arguments(parser: argparse.ArgumentParser, mlp_layers: int, shell: bool, polynomial_norm: str) -> None:
+    """The options of the implicit kernels' network (:class:`~pyg_implicit.nn.ImplicitKernel`'s ``mlp_layers``,
+    ``form``, ``shell``, ``polynomial_norm``) that the training scripts share, with the script's defaults."""
+    from ..nn import HarmonicEmbedding, ImplicitKernel
+
+    parser.add_argument("--kernel-mlp-layers", type=int, default=mlp_layers,
+                        help="linear layers of the implicit kernels' G-MLP, the bilinear output layer included (1: linear in the polynomials)")
+    parser.add_argument("--kernel-form", choices=ImplicitKernel.FORMS, default="mlp",
+                        help="the implicit kernels' network: the paper's G-MLP, or invariant functions times harmonics")
+    parser.add_argument("--shell", action=argparse.BooleanOptionalAction, default=shell,
+                        help="multiply the implicit kernels by the Gaussian shell (the paper's)")
+    parser.add_argument("--polynomial-norm", choices=HarmonicEmbedding.NORMS, default=polynomial_norm,
+                        help="the implicit kernels' normalisation of the harmonic polynomials (batch: the paper's batch norm)")
 
 
 def config_from_args(args: argparse.Namespace, out_dir: str, extra: dict) -> TrainConfig:
