@@ -25,6 +25,7 @@ from pyg_implicit.transforms.molecule import QM9_TARGETS, UNITS
 
 
 STANDARD_BASIS = {"standard": 10}  # --radial-basis when not given: the standard kernel's default embedding (the others: none)
+PAPER_KERNEL = {"kernel_mlp_layers": 2, "kernel_activation": "gate", "shell": True, "polynomial_norm": "batch"}  # the defaults
 
 
 def l1(model, batch):
@@ -57,8 +58,9 @@ def parse_args(argv=None):
     parser.add_argument("--width", type=int, default=4, help="hidden features 4w x 0e + 2w x 1o + w x 2e (ignored with --budget)")
     parser.add_argument("--budget", type=int, help="choose the width whose parameter count is closest to this")
     parser.add_argument("--kernel-hidden", default="8x0e+8x1o+8x2e", help="hidden irreps of the implicit kernels' G-MLP")
-    add_implicit_kernel_arguments(parser, mlp_layers=2, shell=True, polynomial_norm="batch")  # the paper's kernel
-    parser.add_argument("--kernel-activation", choices=("gate", "scalar_gate"), default="gate",
+    add_implicit_kernel_arguments(parser, mlp_layers=PAPER_KERNEL["kernel_mlp_layers"], shell=PAPER_KERNEL["shell"],
+                                  polynomial_norm=PAPER_KERNEL["polynomial_norm"])  # fmt: skip
+    parser.add_argument("--kernel-activation", choices=("gate", "scalar_gate"), default=PAPER_KERNEL["kernel_activation"],
                         help="nonlinearity of the implicit kernels' G-MLP (scalar_gate: invariant components activated like scalars)")
     parser.add_argument("--radial-basis", type=int,
                         help="Gaussian embedding of the bond length: this many scalars on [0, 2 A] or [0, --radius] into the kernels' "
@@ -79,21 +81,24 @@ def parse_args(argv=None):
         args.radial_basis = STANDARD_BASIS.get(args.kernel, 0)
     if args.kernel == "standard" and args.radial_basis < 1:
         parser.error(f"--radial-basis: the standard kernel's R reads the distance through at least 1 Gaussian, got {args.radial_basis}")
-    implicit_only = {"--kernel-mlp-layers": args.kernel_mlp_layers != 2, "--kernel-activation": args.kernel_activation != "gate",
-                     "--no-shell": not args.shell, "--polynomial-norm": args.polynomial_norm != "batch"}  # fmt: skip
-    if args.kernel == "standard" and any(implicit_only.values()):
-        parser.error(f"{', '.join(k for k, v in implicit_only.items() if v)}: options of the implicit kernel, not of --kernel standard")
+    if args.kernel == "standard" and changed_kernel_options(args):
+        flags = ", ".join("--" + name.replace("_", "-") for name in changed_kernel_options(args))
+        parser.error(f"{flags}: options of the implicit kernel, not of --kernel standard")
     return args
+
+
+def changed_kernel_options(args) -> list:
+    """The implicit kernel network's options (``PAPER_KERNEL``) that ``args`` sets apart from the paper's kernel."""
+    return [name for name, default in PAPER_KERNEL.items() if getattr(args, name) != default]
 
 
 def variant_name(args) -> str:
     distance = f"+dist{args.radial_basis}" if args.radial_basis != STANDARD_BASIS.get(args.kernel, 0) else ""
     form = "-factorized" if args.kernel == "implicit" and args.kernel_form != "mlp" else ""
     if args.kernel == "implicit":  # the kernel network's options where they differ from the paper's
-        form += f"-mlp{args.kernel_mlp_layers}" if args.kernel_mlp_layers != 2 else ""
-        form += "-scalargate" if args.kernel_activation != "gate" else ""
-        form += "-noshell" if not args.shell else ""
-        form += f"-poly{args.polynomial_norm}" if args.polynomial_norm != "batch" else ""
+        tags = {"kernel_mlp_layers": f"-mlp{args.kernel_mlp_layers}", "kernel_activation": "-" + args.kernel_activation.replace("_", ""),
+                "shell": "-noshell", "polynomial_norm": f"-poly{args.polynomial_norm}"}  # fmt: skip
+        form += "".join(tags[name] for name in changed_kernel_options(args))
     return (args.kernel + form + distance + ("+bond" if args.bond_attr else "") + ("+atoms" if args.atom_attr else "")
             + (f"-{args.group}" if args.group != "o3" else ""))  # fmt: skip
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..nn import HarmonicEmbedding, ImplicitKernel
 from .loop import TrainConfig
 
 __all__ = ["add_implicit_kernel_arguments", "add_training_arguments", "config_from_args"]
@@ -35,8 +36,6 @@ def add_training_arguments(
 def add_implicit_kernel_arguments(parser: argparse.ArgumentParser, mlp_layers: int, shell: bool, polynomial_norm: str) -> None:
     """The options of the implicit kernels' network (:class:`~pyg_implicit.nn.ImplicitKernel`'s ``mlp_layers``,
     ``form``, ``shell``, ``polynomial_norm``) that the training scripts share, with the script's defaults."""
-    from ..nn import HarmonicEmbedding, ImplicitKernel
-
     parser.add_argument("--kernel-mlp-layers", type=int, default=mlp_layers,
                         help="linear layers of the implicit kernels' G-MLP, the bilinear output layer included (1: linear in the polynomials)")
     parser.add_argument("--kernel-form", choices=ImplicitKernel.FORMS, default="mlp",
