@@ -4,7 +4,8 @@ implicit + bond type vs implicit + bond type + atom types, at one parameter budg
     python examples/qm9_ablation.py --jobs 2                         # CPU budget: 3k molecules, 20 epochs of batch 32, 3 seeds
     python examples/qm9_ablation.py --train-size 110000 --val-size 10000 --epochs 125 --batch-size 128 --lr 5e-4 --lr-step 25  # paper's
 
---variants adds further rows (VARIANTS): the implicit kernel with the standard kernel's distance
+--no-match-budget trains every row at --width instead, each kernel at its own parameter count, as the paper compared
+them. --variants adds further rows (VARIANTS): the implicit kernel with the standard kernel's distance
 embedding, its factorised network, and the options of its G-MLP one at a time (shell, polynomial
 normalisation, depth). Each run is examples/train_qm9.py (its metrics.json is reused when present, an interrupted run
 resumes from its last.pt); with --jobs N, N runs go at once in separate processes (one CPU thread
@@ -47,6 +48,9 @@ VARIANTS = {  # label: train_qm9.py flags
     "implicit kernel, data-scaled polynomials": ["--no-bond-attr", "--no-atom-attr", "--polynomial-norm", "data"],
     "implicit kernel, no shell, data-scaled polynomials": ["--no-bond-attr", "--no-atom-attr", "--no-shell", "--polynomial-norm", "data"],
     "implicit kernel, 3-layer G-MLP": ["--no-bond-attr", "--no-atom-attr", "--kernel-mlp-layers", "3"],
+    # the paper's protocol (--no-match-budget): the same network with a G-MLP four times as wide, 3x the parameters
+    "implicit kernel, wide G-MLP": ["--no-bond-attr", "--no-atom-attr", "--kernel-hidden", "32x0e+32x1o+32x2e"],
+    "implicit + bond type, wide G-MLP": ["--no-atom-attr", "--kernel-hidden", "32x0e+32x1o+32x2e"],
 }
 
 
@@ -65,7 +69,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time, in separate processes")
     parser.add_argument("--subset", type=int, help="process only this many random molecules (quick runs)")
     parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--width", type=int, default=4, help="width of the full model; it sets the parameter budget of all")
+    parser.add_argument("--width", type=int, default=4, help="width of the full model; it sets the parameter budget of all (--no-match-budget: the width of all)")
+    parser.add_argument("--match-budget", action=argparse.BooleanOptionalAction, default=True,
+                        help="size every model to the parameter count of the full model at --width (ours); --no-match-budget: "
+                             "every model at --width, each kernel at its own size (the paper's protocol)")
     parser.add_argument("--out-dir", default="runs/qm9_ablation")
     parser.add_argument("--data-root", default=os.environ.get("PYG_IMPLICIT_QM9_ROOT", "data_cache/qm9"))
     args = parser.parse_args()
@@ -77,9 +84,10 @@ def main() -> None:
     budget = count_parameters(build_model(args.width, train_args(common)))
     os.makedirs(args.out_dir, exist_ok=True)
     QM9(args.data_root, subset=args.subset)  # processed and cached once here, not by several processes at the same time
+    size = ["--budget", str(budget)] if args.match_budget else ["--width", str(args.width)]
     cells = [(seed, label) for seed in args.seeds for label in args.variants]  # seeds outermost: a partial ablation compares all variants
     jobs = [(os.path.join(args.out_dir, f"{label.replace(' ', '').replace('+', '_').replace(',', '')}_s{seed}"),
-             common + VARIANTS[label] + ["--budget", str(budget), "--seed", str(seed)]) for seed, label in cells]  # fmt: skip
+             common + VARIANTS[label] + size + ["--seed", str(seed)]) for seed, label in cells]  # fmt: skip
     results = {}
     for (seed, label), metrics in zip(cells, run_many(jobs, train, args.jobs)):
         results.setdefault(label, []).append({"seed": seed, "test_mae": metrics["test_mae"], "parameters": metrics["parameters"],
@@ -93,8 +101,10 @@ def main() -> None:
         f"QM9 {args.target}: test MAE ({UNITS[args.target]}), mean ± std over seeds {args.seeds}. O(3), bond graph, "
         f"{args.layers} layers, {args.train_size} training / {args.val_size} validation molecules, full test split, "
         f"{args.epochs} epochs, batch {args.batch_size}, AdamW lr {args.lr:g} halved every {args.lr_step} epochs, best-on-validation checkpoint; "
-        f"parameter budget {budget} (`python examples/qm9_ablation.py --train-size {args.train_size} --val-size {args.val_size} "
-        f"--epochs {args.epochs} --batch-size {args.batch_size} --lr {args.lr:g} --lr-step {args.lr_step}`; seconds per run on this machine). "
+        + (f"parameter budget {budget}" if args.match_budget else f"width {args.width}, parameters not matched (the paper's protocol)")
+        + f" (`python examples/qm9_ablation.py --train-size {args.train_size} --val-size {args.val_size} --epochs {args.epochs} "
+        f"--batch-size {args.batch_size} --lr {args.lr:g} --lr-step {args.lr_step}{'' if args.match_budget else ' --no-match-budget'}`; "
+        f"seconds per run on this machine). "
         f"Last epochs: the validation MAE of the last five epochs, mean over seeds (flat when converged).",
         "",
         f"| kernel | params | test MAE ({UNITS[args.target]}) | min / max over seeds | val. MAE, last 5 epochs | best epoch | seconds / run |",

@@ -25,7 +25,8 @@ from pyg_implicit.transforms.molecule import QM9_TARGETS, UNITS
 
 
 STANDARD_BASIS = {"standard": 10}  # --radial-basis when not given: the standard kernel's default embedding (the others: none)
-PAPER_KERNEL = {"kernel_mlp_layers": 2, "kernel_activation": "gate", "shell": True, "polynomial_norm": "batch"}  # the defaults
+PAPER_KERNEL = {"kernel_hidden": "8x0e+8x1o+8x2e", "kernel_mlp_layers": 2, "kernel_activation": "gate", "shell": True,
+                "polynomial_norm": "batch"}  # the defaults: the paper's G-MLP (depth, gate, shell, normalisation) at our width
 
 
 def l1(model, batch):
@@ -57,7 +58,7 @@ def parse_args(argv=None):
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--width", type=int, default=4, help="hidden features 4w x 0e + 2w x 1o + w x 2e (ignored with --budget)")
     parser.add_argument("--budget", type=int, help="choose the width whose parameter count is closest to this")
-    parser.add_argument("--kernel-hidden", default="8x0e+8x1o+8x2e", help="hidden irreps of the implicit kernels' G-MLP")
+    parser.add_argument("--kernel-hidden", default=PAPER_KERNEL["kernel_hidden"], help="hidden irreps of the implicit kernels' G-MLP")
     add_implicit_kernel_arguments(parser, mlp_layers=PAPER_KERNEL["kernel_mlp_layers"], shell=PAPER_KERNEL["shell"],
                                   polynomial_norm=PAPER_KERNEL["polynomial_norm"])  # fmt: skip
     parser.add_argument("--kernel-activation", choices=("gate", "scalar_gate"), default=PAPER_KERNEL["kernel_activation"],
@@ -96,8 +97,9 @@ def variant_name(args) -> str:
     distance = f"+dist{args.radial_basis}" if args.radial_basis != STANDARD_BASIS.get(args.kernel, 0) else ""
     form = "-factorized" if args.kernel == "implicit" and args.kernel_form != "mlp" else ""
     if args.kernel == "implicit":  # the kernel network's options where they differ from the paper's
-        tags = {"kernel_mlp_layers": f"-mlp{args.kernel_mlp_layers}", "kernel_activation": "-" + args.kernel_activation.replace("_", ""),
-                "shell": "-noshell", "polynomial_norm": f"-poly{args.polynomial_norm}"}  # fmt: skip
+        tags = {"kernel_hidden": f"-hidden{args.kernel_hidden}", "kernel_mlp_layers": f"-mlp{args.kernel_mlp_layers}",
+                "kernel_activation": "-" + args.kernel_activation.replace("_", ""), "shell": "-noshell",
+                "polynomial_norm": f"-poly{args.polynomial_norm}"}  # fmt: skip
         form += "".join(tags[name] for name in changed_kernel_options(args))
     return (args.kernel + form + distance + ("+bond" if args.bond_attr else "") + ("+atoms" if args.atom_attr else "")
             + (f"-{args.group}" if args.group != "o3" else ""))  # fmt: skip

@@ -277,8 +277,11 @@ def test_train_qm9_kernel_options_reach_every_kernel():
         kernel = block.conv.kernel
         assert kernel.sigma is None and kernel.harmonics.norm == "data" and kernel.mlp_layers == 3
         assert kernel.mlp.layers[1].scalar_invariants and not block.update.layers[1].scalar_invariants  # the kernel's alone
-    with pytest.raises(SystemExit):  # argparse's error: the standard kernel has no G-MLP, shell or polynomials
-        parse_args(["--kernel", "standard", "--no-shell"])
+    wide = parse_args(["--no-bond-attr", "--no-atom-attr", "--kernel-hidden", "2x0e+2x1o"])
+    assert variant_name(wide) == "implicit-hidden2x0e+2x1o" and str(build_model(1, wide).cnn.blocks[0].conv.kernel.irreps_features) == "2x0e+2x1o"
+    for flag in (["--no-shell"], ["--kernel-hidden", "2x0e"]):  # argparse's error: the standard kernel has no G-MLP, shell or polynomials
+        with pytest.raises(SystemExit):
+            parse_args(["--kernel", "standard", *flag])
     standard = parse_args(["--kernel", "standard", "--radial-basis", "3"])
     assert variant_name(standard) == "standard+dist3+bond+atoms" and build_model(1, standard).cnn.blocks[0].conv.kernel.num_basis == 3
     assert variant_name(parse_args(["--kernel", "standard"])) == "standard+bond+atoms"  # its default embedding, 10 Gaussians
@@ -324,3 +327,10 @@ def test_ablation_runs_jobs_in_parallel_and_plots_the_curves(tmp_path):
     results = json.loads((tmp_path / "ablation" / "results.json").read_text())["results"]
     assert set(results) == {"standard kernel", "implicit kernel"} and all(len(runs[0]["val_mae"]) == 2 for runs in results.values())
     assert "| implicit kernel |" in (tmp_path / "ablation" / "results.md").read_text() and (tmp_path / "ablation" / "results.png").exists()
+    # the paper's protocol: every row at --width, the wide G-MLP at its own parameter count
+    run_example("qm9_ablation.py", "--no-match-budget", "--variants", "implicit kernel, wide G-MLP", "--seeds", "0", "--subset", "300",
+                "--train-size", "64", "--val-size", "20", "--epochs", "1", "--layers", "1", "--width", "1",
+                "--out-dir", str(tmp_path / "paper"), "--data-root", str(tmp_path / "data"), timeout=600)  # fmt: skip
+    wide = json.loads((tmp_path / "paper" / "results.json").read_text())["results"]["implicit kernel, wide G-MLP"][0]
+    assert wide["width"] == 1 and wide["parameters"] > 1.5 * results["implicit kernel"][0]["parameters"]
+    assert "width 1, parameters not matched" in (tmp_path / "paper" / "results.md").read_text()
