@@ -69,7 +69,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time, in separate processes")
     parser.add_argument("--subset", type=int, help="process only this many random molecules (quick runs)")
     parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--width", type=int, default=4, help="width of the full model; it sets the parameter budget of all (--no-match-budget: the width of all)")
+    parser.add_argument("--width", type=int, default=4,
+                        help="width of the full model; it sets the parameter budget of all (--no-match-budget: the width of all)")
     parser.add_argument("--match-budget", action=argparse.BooleanOptionalAction, default=True,
                         help="size every model to the parameter count of the full model at --width (ours); --no-match-budget: "
                              "every model at --width, each kernel at its own size (the paper's protocol)")
