@@ -82,9 +82,10 @@ def parse_args(argv=None):
         args.radial_basis = STANDARD_BASIS.get(args.kernel, 0)
     if args.kernel == "standard" and args.radial_basis < 1:
         parser.error(f"--radial-basis: the standard kernel's R reads the distance through at least 1 Gaussian, got {args.radial_basis}")
-    if args.kernel == "standard" and changed_kernel_options(args):
-        flags = ", ".join("--" + name.replace("_", "-") for name in changed_kernel_options(args))
-        parser.error(f"{flags}: options of the implicit kernel, not of --kernel standard")
+    implicit_only = changed_kernel_options(args) if args.kernel == "standard" else []
+    if implicit_only:
+        flags = [("--no-" if getattr(args, name) is False else "--") + name.replace("_", "-") for name in implicit_only]  # as typed
+        parser.error(f"{', '.join(flags)}: options of the implicit kernel, not of --kernel standard")
     return args
 
 
